@@ -1,0 +1,883 @@
+"""From the truth record to reconstructed, schema-conformant objects.
+
+Decays of taus and heavy-flavour hadrons, final-state radiation, jets, pile-up, an
+ATLAS-like detector response (resolutions, acceptances, efficiencies, identification),
+tracks, isolation, flavour tagging and missing transverse momentum, all vectorised over
+padded ``(N, K)`` arrays. The approximations are listed in the package docstring.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import schema
+from ..schema import TruthOrigin as O
+from . import kinematics as kin
+from .processes import BOTTOM, CHARM, GLUON, M_LEPTON, HardEvents
+
+# Run-2 pile-up profile per data-taking year: (fraction of luminosity, mean μ, σ μ, MC run number)
+RUN2_YEARS = (
+    (0.024, 13.4, 4.0, 284500),
+    (0.237, 25.1, 7.0, 284500),
+    (0.317, 37.8, 11.0, 300000),
+    (0.422, 36.1, 10.5, 310000),
+)
+TAU_HAD_MODES = np.array([0.18, 0.42, 0.16, 0.16, 0.08])  # 1p0n 1p1n 1pXn 3p0n 3pXn
+TAU_CHARGED_FRACTION = np.array([1.0, 0.5, 0.35, 1.0, 0.6])
+
+
+class Objects:
+    """A padded set of candidate objects: ``p4 (N, K, 4)``, ``valid (N, K)`` and named columns."""
+
+    def __init__(self, p4: np.ndarray, valid: np.ndarray, **cols):
+        self.p4 = p4
+        self.valid = valid
+        self.cols = dict(cols)
+
+    @property
+    def p4(self) -> np.ndarray:
+        return self._p4
+
+    @p4.setter
+    def p4(self, value: np.ndarray) -> None:
+        self._p4 = value
+        self._cache: dict[str, np.ndarray] = {}
+
+    def _cached(self, name, fn):
+        if name not in self._cache:
+            self._cache[name] = fn(self._p4)
+        return self._cache[name]
+
+    @property
+    def pt(self):
+        return self._cached("pt", kin.pt)
+
+    @property
+    def eta(self):
+        return self._cached("eta", kin.eta)
+
+    @property
+    def phi(self):
+        return self._cached("phi", kin.phi)
+
+    def __getitem__(self, k):
+        return self.cols[k]
+
+    def __setitem__(self, k, v):
+        self.cols[k] = v
+
+    @staticmethod
+    def concat(*objs: Objects) -> Objects:
+        keys = set.intersection(*(set(o.cols) for o in objs))
+        return Objects(
+            np.concatenate([o.p4 for o in objs], axis=1),
+            np.concatenate([o.valid for o in objs], axis=1),
+            **{k: np.concatenate([o.cols[k] for o in objs], axis=1) for k in keys},
+        )
+
+    def select(self, keep: np.ndarray) -> None:
+        self.valid = self.valid & keep
+
+    def compact(self) -> Objects:
+        """Move valid objects to the front and drop columns no event uses (cheaper downstream)."""
+        order = np.argsort(~self.valid, axis=1, kind="stable")
+        width = max(int(self.valid.sum(axis=1).max(initial=0)), 1)
+        order = order[:, :width]
+
+        def take(a):
+            idx = order.reshape(order.shape + (1,) * (a.ndim - 2))
+            return np.take_along_axis(a, idx, axis=1)
+
+        return Objects(take(self.p4), take(self.valid), **{k: take(v) for k, v in self.cols.items()})
+
+
+# --------------------------------------------------------------------------------------
+# event-level quantities
+# --------------------------------------------------------------------------------------
+def pileup(rng, n):
+    """(μ, run number) from the Run-2 profile (a Gaussian per year, weighted by luminosity)."""
+    fr = np.array([y[0] for y in RUN2_YEARS])
+    year = rng.choice(len(RUN2_YEARS), p=fr / fr.sum(), size=n)
+    mean = np.array([y[1] for y in RUN2_YEARS])[year]
+    sig = np.array([y[2] for y in RUN2_YEARS])[year]
+    mu = np.clip(rng.normal(mean, sig), 0.5, 80.0)
+    mu = np.round(mu * 100) / 100  # ATLAS stores μ with finite precision
+    run = np.array([y[3] for y in RUN2_YEARS])[year]
+    return mu, run
+
+
+# --------------------------------------------------------------------------------------
+# decays of taus and heavy-flavour quarks, FSR
+# --------------------------------------------------------------------------------------
+def decay_taus(rng, h: HardEvents):
+    """Collinear tau decays. Returns (light leptons, hadronic taus, neutrino px/py sum).
+
+    Leptonic (35%): e or μ with momentum fraction ~ Beta(2, 2.4); hadronic (65%): the
+    visible system takes ~ Beta(2.5, 1.6) with decay modes 1p0n/1p1n/1pXn/3p0n/3pXn.
+    """
+    n, L = h.lepton_pid.shape
+    is_tau = h.lepton_pid == 15
+    u = rng.uniform(size=(n, L))
+    lep_e, lep_mu = is_tau & (u < 0.178), is_tau & (u >= 0.178) & (u < 0.352)
+    had = is_tau & (u >= 0.352)
+    z_lep = rng.beta(2.0, 2.4, size=(n, L))
+    z_had = rng.beta(2.5, 1.6, size=(n, L))
+    z = np.where(had, z_had, z_lep)
+    # light leptons: prompt e/μ and leptonic tau decays
+    pid = np.where(lep_e, 11, np.where(lep_mu, 13, h.lepton_pid))
+    scale = np.where(is_tau & ~had, z, 1.0)
+    light_valid = (pid == 11) | (pid == 13)
+    light_valid &= ~had
+    p4 = h.leptons * scale[..., None]
+    p4[..., 0] = np.sqrt(np.sum(p4[..., 1:] ** 2, axis=-1) + np.where(pid == 13, M_LEPTON[13], 0.0) ** 2)
+    light = Objects(
+        p4 * light_valid[..., None], light_valid, pid=pid, charge=h.lepton_charge, origin=np.full((n, L), int(O.PROMPT))
+    )
+    mode = np.array([rng.choice(5, p=TAU_HAD_MODES / TAU_HAD_MODES.sum(), size=n) for _ in range(L)]).T
+    vis = h.leptons * np.where(had, z_had, 0.0)[..., None]
+    m_vis = np.where(mode >= 3, 1.1, np.where(mode == 0, 0.14, 0.8))
+    vis[..., 0] = np.sqrt(np.sum(vis[..., 1:] ** 2, axis=-1) + m_vis**2) * had
+    taus = Objects(vis, had, charge=h.lepton_charge, mode=mode, origin=np.full((n, L), int(O.PROMPT)))
+    nu = np.sum(h.leptons[..., 1:3] * (is_tau * (1 - z))[..., None], axis=1)
+    return light, taus, nu
+
+
+def jets_from_partons(rng, h: HardEvents):
+    """Truth jets from partons with heavy-flavour semileptonic decays.
+
+    Returns (jets, non-prompt leptons, neutrino px/py). A b (c) quark gives a lepton in
+    21% (18%) of cases, carrying ~Beta(2, 4) (Beta(1.5, 5)) of its momentum near the axis;
+    the neutrino takes a similar share, so HF jets lose energy and add MET.
+    """
+    fl = h.parton_flavour
+    valid = fl > 0
+    n, P = fl.shape
+    hf = (fl == BOTTOM) | (fl == CHARM)
+    semi = hf & (rng.uniform(size=(n, P)) < np.where(fl == BOTTOM, 0.21, 0.18))
+    z_l = np.where(fl == BOTTOM, rng.beta(2.0, 4.0, size=(n, P)), rng.beta(1.5, 5.0, size=(n, P)))
+    z_nu = np.where(fl == BOTTOM, rng.beta(2.0, 4.0, size=(n, P)), rng.beta(1.5, 5.0, size=(n, P)))
+    z_nu = np.minimum(z_nu, 0.9 - z_l)
+    pid = np.where(rng.uniform(size=(n, P)) < 0.5, 11, 13)
+    p_t, eta, phi = kin.pt(h.partons), kin.eta(h.partons), kin.phi(h.partons)
+    l_p4 = kin.p4_from_ptetaphim(
+        p_t * z_l,
+        eta + rng.normal(0, 0.05, (n, P)),
+        phi + rng.normal(0, 0.05, (n, P)),
+        np.where(pid == 13, M_LEPTON[13], M_LEPTON[11]),
+    )
+    nonprompt = Objects(
+        l_p4 * semi[..., None],
+        semi,
+        pid=pid,
+        charge=rng.choice([-1, 1], size=(n, P)),
+        origin=np.full((n, P), int(O.HEAVY_FLAVOUR)),
+    )
+    frac_left = np.where(semi, 1.0 - z_l - z_nu, 1.0)
+    nu = np.sum(h.partons[..., 1:3] * np.where(semi, z_nu, 0.0)[..., None], axis=1)
+    # out-of-cone losses and jet mass from the shower
+    resp = np.clip(rng.normal(0.97, 0.04, (n, P)), 0.7, 1.1) * frac_left
+    ratio = np.exp(rng.normal(np.log(np.select([fl == GLUON, fl == BOTTOM], [0.13, 0.12], 0.09)), 0.4))
+    jpt = p_t * resp
+    jets = Objects(
+        kin.p4_from_ptetaphim(jpt, eta, phi, jpt * ratio) * valid[..., None],
+        valid,
+        label=np.select([fl == BOTTOM, fl == CHARM], [5, 4], 0),
+        gluon=(fl == GLUON),
+        origin=np.full((n, P), int(O.PROMPT)),
+    )
+    return jets, nonprompt, nu
+
+
+def fsr(rng, leptons: Objects) -> Objects:
+    """Final-state photons off charged leptons (soft-collinear spectrum); leptons lose that momentum.
+
+    Electrons re-absorb photons within ΔR < 0.05 (calorimeter clustering).
+    """
+    n, L = leptons.valid.shape
+    prob = np.where(leptons["pid"] == 11, 0.12, 0.08)
+    emit = leptons.valid & (rng.uniform(size=(n, L)) < prob)
+    z = kin.power_law(rng, 1.0001, 0.03, 0.6, size=(n, L))
+    dr = rng.exponential(0.06, size=(n, L)) + 0.005
+    ang = rng.uniform(-np.pi, np.pi, size=(n, L))
+    merged = (leptons["pid"] == 11) & (dr < 0.05)
+    emit &= ~merged
+    p_t, eta, phi = leptons.pt, leptons.eta, leptons.phi
+    g = kin.p4_from_ptetaphim(p_t * z, eta + dr * np.cos(ang), phi + dr * np.sin(ang), 0.0)
+    keep = np.where(emit, 1.0 - z, 1.0)
+    leptons.p4 = leptons.p4 * keep[..., None]
+    return Objects(g * emit[..., None], emit, origin=np.full((n, L), int(O.FSR)))
+
+
+# --------------------------------------------------------------------------------------
+# detector response helpers
+# --------------------------------------------------------------------------------------
+def smear_pt(rng, p4, rel_sigma, eta_sigma=0.0, phi_sigma=0.0, mass=None):
+    p_t = kin.pt(p4) * np.maximum(rng.normal(1.0, rel_sigma), 0.05)
+    eta = kin.eta(p4) + rng.normal(0.0, 1.0, p_t.shape) * eta_sigma
+    phi = kin.wrap_phi(kin.phi(p4) + rng.normal(0.0, 1.0, p_t.shape) * phi_sigma)
+    m = kin.mass(p4) if mass is None else mass
+    return kin.p4_from_ptetaphim(p_t, eta, phi, m)
+
+
+def in_crack(eta):
+    return (np.abs(eta) > 1.37) & (np.abs(eta) < 1.52)
+
+
+def nested_flags(rng, levels):
+    """Nested pass flags (loose ⊇ medium ⊇ tight) from conditional probabilities."""
+    out, prev = [], None
+    for p in levels:
+        f = rng.uniform(size=p.shape) < p
+        f = f if prev is None else (f & prev)
+        out.append(f)
+        prev = f
+    return out
+
+
+def profile_fraction(d, r, sigma):
+    """Fraction of a 2D Gaussian (width ``sigma``) at distance ``d`` inside a cone of radius ``r``.
+
+    Closed-form approximation of the offset-circle integral, exact at d = 0.
+    """
+    s2 = sigma**2
+    return (1.0 - np.exp(-(r**2) / (2 * s2))) * np.exp(-(d**2) / (2 * s2 + r**2))
+
+
+def fake_from_jets(rng, jets: Objects, prob, z_a, z_b, **cols) -> Objects:
+    """Objects faked by jets: with probability ``prob`` per jet, carrying ~Beta(z_a, z_b) of its pT."""
+    sel = jets.valid & (rng.uniform(size=jets.valid.shape) < prob)
+    z = rng.beta(z_a, z_b, size=sel.shape)
+    p4 = kin.p4_from_ptetaphim(
+        jets.pt * z, jets.eta + rng.normal(0, 0.02, sel.shape), jets.phi + rng.normal(0, 0.02, sel.shape), 0.0
+    )
+    n, K = sel.shape
+    return Objects(p4 * sel[..., None], sel, origin=np.full((n, K), int(O.FAKE)), **cols)
+
+
+# --------------------------------------------------------------------------------------
+# tracks and isolation
+# --------------------------------------------------------------------------------------
+def track_params(rng, pt, eta, charge, d0_extra=0.0, z0_offset=0.0):
+    """Impact parameters [mm], q/p [1/GeV], χ² and nDoF of tracks with the given truth."""
+    sig_d0 = 0.010 + 0.09 / np.maximum(pt, 0.5)
+    sig_z0 = 0.040 + 0.12 * np.cosh(eta) / np.maximum(pt, 0.5)
+    d0 = rng.normal(0.0, 1.0, pt.shape) * sig_d0 + d0_extra
+    z0 = rng.normal(0.0, 1.0, pt.shape) * sig_z0 + z0_offset
+    n_pix = rng.binomial(4, 0.97, pt.shape) + (np.abs(eta) > 1.8)
+    n_sct = rng.binomial(8, 0.97, pt.shape) + (rng.uniform(size=pt.shape) < 0.3)
+    trt_mean = np.where(np.abs(eta) < 1.7, 32.0, np.clip(32.0 * (2.0 - np.abs(eta)) / 0.3, 0.0, 32.0))
+    n_trt = rng.poisson(trt_mean)
+    ndof = (2 * n_pix + n_sct + n_trt - 5).astype(np.int16)
+    # χ² with nDoF degrees of freedom (Wilson–Hilferty), with a 10% log-normal tail for mis-modelling
+    k = np.maximum(ndof, 1).astype(np.float64)
+    wh = 1.0 - 2.0 / (9.0 * k) + rng.normal(size=pt.shape) * np.sqrt(2.0 / (9.0 * k))
+    chi2 = k * np.maximum(wh, 0.05) ** 3 * rng.lognormal(0.0, 0.1, pt.shape)
+    qop = charge / (np.maximum(pt, 1e-3) * np.cosh(eta))
+    return d0, z0, qop, chi2, ndof
+
+
+def jet_tracks(rng, jets: Objects, keep_soft: np.ndarray, k: int = 4):
+    """The ``k`` leading charged particles of each jet (|η| < 2.5), explicit.
+
+    Charged fraction ~ Beta(6, 4); leading fractions by stick breaking (Beta(1.3, 2.5));
+    positions around the axis with the jet's track width; b/c-hadron decay products get
+    lifetime-displaced d0. The soft remainder enters isolation analytically. Tracks below
+    the stored-track threshold are only kept for jets with ``keep_soft`` (jets near an
+    isolated object, where they enter isolation sums); elsewhere nothing would see them.
+    """
+    n, J = jets.valid.shape
+    fch = rng.beta(6.0, 4.0, size=(n, J))
+    left = np.ones((n, J))
+    fr = []
+    for _ in range(k):
+        b = rng.beta(1.3, 2.5, size=(n, J))
+        fr.append(left * b)
+        left = left * (1 - b)
+    fr = np.stack(fr, axis=-1)  # (n, J, k)
+    jpt = jets.pt[..., None]
+    pt = jpt * fch[..., None] * fr
+    width = jets["width"][..., None]
+    eta = jets.eta[..., None] + rng.normal(0, 1, (n, J, k)) * width * 0.8
+    phi = kin.wrap_phi(jets.phi[..., None] + rng.normal(0, 1, (n, J, k)) * width * 0.8)
+    lab = jets["label"][..., None]
+    displaced = ((lab == 5) & (rng.uniform(size=(n, J, k)) < 0.7)) | ((lab == 4) & (rng.uniform(size=(n, J, k)) < 0.5))
+    d0x = np.where(
+        displaced,
+        rng.choice([-1.0, 1.0], size=(n, J, k)) * rng.exponential(np.where(lab == 5, 0.25, 0.12), size=(n, J, k)),
+        0.0,
+    )
+    valid = jets.valid[..., None] & (np.abs(jets.eta[..., None]) < 2.5) & (pt > 0.5) & (np.abs(eta) < 2.5)
+    valid &= (pt > schema.COLLECTIONS["tracks"].pt_cut * 0.9) | keep_soft[..., None]
+    charge = rng.choice([-1, 1], size=(n, J, k))
+    origin = np.where(
+        jets["origin"][..., None] == int(O.PILEUP),
+        int(O.PILEUP),
+        np.where(displaced, int(O.HEAVY_FLAVOUR), int(O.UNDERLYING)),
+    )
+    z0off = np.where(jets["origin"][..., None] == int(O.PILEUP), jets["z_pu"][..., None], 0.0)
+
+    def rs(a):
+        return np.broadcast_to(a, (n, J, k)).reshape(n, J * k)
+
+    return dict(
+        pt=rs(pt),
+        eta=rs(eta),
+        phi=rs(phi),
+        charge=rs(charge),
+        d0x=rs(d0x),
+        z0off=rs(z0off),
+        valid=rs(valid),
+        origin=rs(origin),
+        owner=np.full((n, J * k), -1),
+    )
+
+
+def _dr(eta_a, phi_a, eta_b, phi_b):
+    """ΔR between every a (N, A) and b (N, B): (N, A, B), float32 for speed."""
+    f = np.float32
+    return kin.delta_r(
+        eta_a.astype(f)[..., None], phi_a.astype(f)[..., None], eta_b.astype(f)[:, None, :], phi_b.astype(f)[:, None, :]
+    )
+
+
+def cone_sums(dr, obj_owner, trk, cones, pt_floor=schema.ISO_PT_FLOOR_GEV, z0_cut=schema.ISO_Z0SINTHETA_CUT_MM):
+    """Σ pT of explicit tracks within each cone (scalar or per-object array) of each object.
+
+    ``dr`` is the object-track ΔR matrix (N, A, T). Tracks need pT > 0.5 GeV and
+    |z0 sinθ| < 3 mm (DESIGN §2); the object's own track (same ``owner``) is excluded.
+    """
+    ok = trk["valid"] & (trk["pt"] > pt_floor) & (np.abs(trk["z0"] / np.cosh(trk["eta"])) < z0_cut)
+    usable = ok[:, None, :] & (trk["owner"][:, None, :] != obj_owner[..., None])
+    pt = trk["pt"].astype(np.float32)[:, None, :]
+    return [
+        np.sum(np.where(usable & (dr < np.asarray(c, dtype=np.float32)[..., None]), pt, 0.0), axis=-1) for c in cones
+    ]
+
+
+def soft_cone_sums(rng, dr_jets, jets: Objects, mu, cones, charged=True):
+    """Analytic Σ pT [GeV] in each cone from the jets' soft remainder, the underlying event and pile-up.
+
+    Charged sums are nested (a smaller cone never holds more soft activity than a larger one).
+    """
+    sigma = np.maximum(jets["width"], 0.02)[:, None, :]
+    jpt = np.where(jets.valid, jets.pt, 0.0)[:, None, :]
+    share = 0.45 * 0.6 if charged else 1.0  # soft charged remainder vs. all energy
+    n, A = dr_jets.shape[:2]
+    out, cap = [], None
+    for cone in cones:
+        r = np.asarray(cone, dtype=np.float64)
+        jet_part = np.sum(jpt * profile_fraction(dr_jets, r[..., None], sigma) * share, axis=-1)
+        area = np.pi * r**2
+        if charged:
+            # UE ~1.5 tracks per unit area; pile-up 0.7 per unit area per interaction, ~4% within the z0 window
+            k = rng.poisson(np.broadcast_to(area * (1.5 + 0.7 * mu[:, None] * 0.04), (n, A)))
+            soft = rng.gamma(np.maximum(k, 1e-9), 0.9) * (k > 0)
+            cap = soft if cap is None else np.minimum(soft, cap)
+            soft = cap
+        else:
+            # calorimeter: noise after pile-up subtraction, can be negative
+            soft = rng.normal(0.0, 1.0, (n, A)) * (0.4 + 0.05 * mu[:, None]) * np.sqrt(area / (np.pi * 0.04))
+        out.append(jet_part + soft)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# packing into schema arrays
+# --------------------------------------------------------------------------------------
+def pack(objs: Objects, coll: str, values: dict[str, np.ndarray], truth: dict[str, np.ndarray] | None = None):
+    """Sort real objects by pT, keep the collection's ``max_objects`` and pad with zeros."""
+    c = schema.COLLECTIONS[coll]
+    M = c.max_objects
+    valid = objs.valid & (objs.pt >= c.pt_cut)
+    key = np.where(valid, objs.pt, -np.inf)
+    order = np.argsort(-key, axis=1, kind="stable")[:, :M]
+    mask = np.take_along_axis(valid, order, axis=1)
+    if mask.shape[1] < M:
+        pad = M - mask.shape[1]
+        order = np.pad(order, ((0, 0), (0, pad)))
+        mask = np.pad(mask, ((0, 0), (0, pad)))
+    out = {}
+    base = {"pt": objs.pt, "eta": objs.eta, "phi": objs.phi}
+    for name, arr in {**base, **values}.items():
+        v = np.take_along_axis(np.asarray(arr), order, axis=1)
+        out[c.path_of(name)] = np.where(mask, v, 0).astype(c.fields[name].dtype)
+    out[c.path_of(schema.MASK)] = mask
+    out[c.path_of(schema.COUNT)] = mask.sum(axis=1).astype(np.int16)
+    for name, arr in (truth or {}).items():
+        v = np.take_along_axis(np.asarray(arr), order, axis=1)
+        out[f"{schema.TRUTH}/{coll}/{name}"] = np.where(mask, v, -1).astype(np.int8)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# jets: substructure and flavour tagging
+# --------------------------------------------------------------------------------------
+_GN2_MEANS = {5: (4.0, 0.6, 0.0), 4: (1.0, 2.2, 0.0), 15: (-1.5, 0.3, 1.0), 0: (-2.2, -0.6, 1.6)}
+
+
+def flavour_scores(rng, label, pt, eta):
+    """(GN2, DL1d) probabilities (each ``(N, K, 3)`` as pb, pc, pu) from flavour-dependent logits.
+
+    GN2 logits ~ flavour mean + Student-t noise (mistag tails); DL1d is a noisier,
+    less separating function of the same latent. Jets outside the tracker (|η| > 2.5)
+    get uninformative scores. Separation degrades slowly with pT.
+    """
+    means = np.zeros((*label.shape, 3))
+    for lab, m in _GN2_MEANS.items():
+        means[label == lab] = m
+    means *= (1.0 / (1.0 + pt / 800.0))[..., None]
+    gn2_logit = means + 1.2 * rng.standard_t(6, size=means.shape)
+    dl1_logit = 0.75 * gn2_logit + 0.8 * rng.normal(size=means.shape)
+    outside = np.abs(eta) > 2.5
+    prior = np.array([-1.0, -0.5, 1.0])
+    gn2_logit[outside] = prior + 0.3 * rng.normal(size=(int(outside.sum()), 3))
+    dl1_logit[outside] = prior + 0.3 * rng.normal(size=(int(outside.sum()), 3))
+
+    def softmax(x):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    return softmax(gn2_logit), softmax(dl1_logit)
+
+
+def jet_substructure(rng, jets: Objects, mu):
+    """QG_nTracks, n_trk, QG_tracksWidth, QG_tracksC1 (flavour- and pT-dependent)."""
+    pt, label = np.maximum(jets.pt, 1.0), jets["label"]
+    gluon, pu = jets["gluon"], jets["origin"] == int(O.PILEUP)
+    base = np.clip(2.6 * np.log(pt) - 1.2, 1.0, None)
+    mean = base * np.select([gluon, label == 5], [1.5, 1.35], 1.0)
+    mean = np.where(label == 15, 0.5, np.where(pu, 1.0, mean))
+    n_pv = rng.poisson(rng.gamma(15.0, mean / 15.0))
+    n_pv = np.where(label == 15, n_pv + np.where(jets["prongs"] > 0, jets["prongs"], 1), n_pv)
+    n_all = n_pv + rng.poisson(0.03 * mu[:, None] + np.where(pu, 3.0, 0.0))
+    w_mean = 0.11 * (40.0 / pt) ** 0.45 * np.select([gluon, label == 5, label == 15], [1.35, 1.1, 0.5], 1.0)
+    width = rng.gamma(3.0, w_mean / 3.0)
+    c1 = np.clip(rng.normal(np.select([gluon, label == 5, label == 15], [0.30, 0.26, 0.12], 0.22), 0.05), 0.0, 0.6)
+    inside = np.abs(jets.eta) < 2.5
+    return (
+        np.where(inside, n_pv, -1),
+        np.where(inside, n_all, 0),
+        np.where(inside, width, -1.0),
+        np.where(inside, c1, -1.0),
+        width,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# the full reconstruction of one chunk
+# --------------------------------------------------------------------------------------
+def _origin_select(origin, prompt, hf, other):
+    return np.select([origin == int(O.PROMPT), origin == int(O.HEAVY_FLAVOUR)], [prompt, hf], other)
+
+
+def _random_charge(rng, shape):
+    return rng.choice(np.array([-1, 1]), size=shape)
+
+
+def reconstruct(rng, h: HardEvents, label: int, mc_channel: int, first_event_number: int) -> dict[str, np.ndarray]:
+    """Reconstructed events for the truth record ``h``: ``{dataset path: array}``.
+
+    Candidate objects are kept with their truth four-vector (``tp4``) and compacted
+    (``Objects.compact``) after each selection, so the pairwise work (isolation) only
+    sees objects that exist.
+    """
+    n = h.n
+    mu, run = pileup(rng, n)
+    pv = np.stack([rng.normal(-0.5, 0.01, n), rng.normal(-0.5, 0.01, n), rng.normal(0.0, 35.0, n)], axis=1)
+
+    light, taus_true, nu_tau = decay_taus(rng, h)
+    pjets, nonprompt, nu_hf = jets_from_partons(rng, h)
+    leptons = Objects.concat(light, nonprompt)
+    prompt_view = Objects(leptons.p4, leptons.valid & (leptons["origin"] == int(O.PROMPT)), pid=leptons["pid"])
+    photons_fsr = fsr(rng, prompt_view)
+    leptons.p4 = prompt_view.p4  # leptons lose what they radiated
+    leptons = leptons.compact()
+    taus_true = taus_true.compact()
+    L = taus_true.valid.shape[1]
+
+    # ---- truth jets: hard partons, hadronic taus (also jets, as in ATLAS), pile-up ----
+    n_pu_max = 4
+    n_pu = np.minimum(rng.poisson(0.025 * mu), n_pu_max)
+    pu_valid = np.arange(n_pu_max)[None, :] < n_pu[:, None]
+    pu_pt = kin.power_law(rng, 4.0, 18.0, 200.0, size=(n, n_pu_max))
+    pu_p4 = kin.p4_from_ptetaphim(
+        pu_pt, rng.uniform(-4.5, 4.5, (n, n_pu_max)), rng.uniform(-np.pi, np.pi, (n, n_pu_max)), pu_pt * 0.1
+    )
+    z_pu = rng.normal(0.0, 45.0 * np.sqrt(2.0), size=(n, n_pu_max)) - pv[:, 2:3]
+    P = pjets.valid.shape[1]
+    jets_t = Objects.concat(
+        Objects(
+            pjets.p4,
+            pjets.valid,
+            label=pjets["label"],
+            gluon=pjets["gluon"],
+            origin=pjets["origin"],
+            prongs=np.zeros((n, P), int),
+            z_pu=np.zeros((n, P)),
+        ),
+        Objects(
+            taus_true.p4,
+            taus_true.valid,
+            label=np.full((n, L), 15),
+            gluon=np.zeros((n, L), bool),
+            origin=np.full((n, L), int(O.PROMPT)),
+            prongs=np.where(taus_true["mode"] >= 3, 3, 1),
+            z_pu=np.zeros((n, L)),
+        ),
+        Objects(
+            pu_p4 * pu_valid[..., None],
+            pu_valid,
+            label=np.zeros((n, n_pu_max), int),
+            gluon=np.ones((n, n_pu_max), bool),
+            origin=np.full((n, n_pu_max), int(O.PILEUP)),
+            prongs=np.zeros((n, n_pu_max), int),
+            z_pu=z_pu,
+        ),
+    ).compact()
+    qg_ntrk, n_trk, qg_width, qg_c1, width = jet_substructure(rng, jets_t, mu)
+    jets_t.cols.update(width=width, QG_nTracks=qg_ntrk, n_trk=n_trk, QG_tracksWidth=qg_width, QG_tracksC1=qg_c1)
+    jpt = np.maximum(jets_t.pt, 1.0)
+    sig = np.sqrt((0.5 + 0.08 * mu[:, None]) ** 2 / jpt**2 + 0.75**2 / jpt + 0.03**2)
+    jets = Objects(
+        smear_pt(rng, jets_t.p4, sig, 0.01, 0.01),
+        jets_t.valid & (np.abs(jets_t.eta) < 4.5),
+        tp4=jets_t.p4,
+        **jets_t.cols,
+    )
+    jmass = kin.mass(jets_t.p4) * rng.normal(1.0, 0.1, jpt.shape).clip(0.3)
+    jets.p4 = kin.p4_from_ptetaphim(jets.pt, jets.eta, jets.phi, jmass)
+    gn2, dl1 = flavour_scores(rng, jets["label"], jets.pt, jets.eta)
+    jets.cols.update(
+        GN2_pb=gn2[..., 0],
+        GN2_pc=gn2[..., 1],
+        GN2_pu=gn2[..., 2],
+        DL1d_pb=dl1[..., 0],
+        DL1d_pc=dl1[..., 1],
+        DL1d_pu=dl1[..., 2],
+    )
+    jets.select(jets.pt >= schema.COLLECTIONS["jets"].pt_cut)
+    lost_jets = jets_t.valid & (np.abs(jets_t.eta) >= 4.5)
+    lost = np.sum(jets_t.p4[..., 1:3] * lost_jets[..., None], axis=1)
+    jets = jets.compact()
+
+    # ---- electrons: prompt, from taus and heavy flavour, and jet fakes ----
+    e_fake = fake_from_jets(rng, Objects(jets_t.p4, jets_t.valid & (jets_t["label"] == 0)), 0.004, 4.0, 2.0)
+    e_t = Objects.concat(
+        Objects(leptons.p4, leptons.valid & (leptons["pid"] == 11), origin=leptons["origin"], charge=leptons["charge"]),
+        Objects(e_fake.p4, e_fake.valid, origin=e_fake["origin"], charge=_random_charge(rng, e_fake.valid.shape)),
+    ).compact()
+    e_en = np.maximum(e_t.pt, 1e-3) * np.cosh(e_t.eta)
+    e_sig = np.sqrt(0.1**2 / e_en + 0.007**2 + (0.25 / e_en) ** 2)
+    electrons = Objects(
+        smear_pt(rng, e_t.p4, e_sig, 0.0005, 0.0005, mass=M_LEPTON[11]), e_t.valid, tp4=e_t.p4, **e_t.cols
+    )
+    eff = _origin_select(e_t["origin"], 0.97, 0.9, 0.6) * (1.0 - np.exp(-(e_t.pt - 4.0).clip(0) / 6.0))
+    electrons.select(
+        (np.abs(electrons.eta) < 2.47)
+        & ~in_crack(electrons.eta)
+        & (rng.uniform(size=eff.shape) < eff)
+        & (electrons.pt >= schema.COLLECTIONS["electrons"].pt_cut)
+    )
+    flip = rng.uniform(size=eff.shape) < 0.001 + 0.01 * np.abs(electrons.eta) / 2.5
+    electrons["charge"] = np.where(flip, -electrons["charge"], electrons["charge"])
+    o = electrons["origin"]
+    electrons["LHLoose"], electrons["LHMedium"], electrons["LHTight"] = nested_flags(
+        rng, [_origin_select(o, 0.98, 0.85, 0.4), _origin_select(o, 0.95, 0.85, 0.5), _origin_select(o, 0.92, 0.8, 0.4)]
+    )
+    electrons = electrons.compact()
+
+    # ---- muons ----
+    m_fake = fake_from_jets(rng, Objects(jets_t.p4, jets_t.valid & (jets_t.pt > 40)), 0.0015, 3.0, 3.0)
+    m_t = Objects.concat(
+        Objects(leptons.p4, leptons.valid & (leptons["pid"] == 13), origin=leptons["origin"], charge=leptons["charge"]),
+        Objects(m_fake.p4, m_fake.valid, origin=m_fake["origin"], charge=_random_charge(rng, m_fake.valid.shape)),
+    ).compact()
+    m_sig = np.where(np.abs(m_t.eta) < 1.05, 0.017, 0.024) + 0.00015 * m_t.pt
+    muons = Objects(smear_pt(rng, m_t.p4, m_sig, 0.0003, 0.0003, mass=M_LEPTON[13]), m_t.valid, tp4=m_t.p4, **m_t.cols)
+    eff = _origin_select(m_t["origin"], 0.98, 0.95, 0.5)
+    eff = np.where(np.abs(m_t.eta) < 0.1, eff * 0.75, eff)
+    muons.select(
+        (np.abs(muons.eta) < 2.7)
+        & (rng.uniform(size=eff.shape) < eff)
+        & (muons.pt >= schema.COLLECTIONS["muons"].pt_cut)
+    )
+    mo = muons["origin"]
+    u = rng.uniform(size=mo.shape)
+    quality = np.select(
+        [mo == int(O.FAKE), mo == int(O.HEAVY_FLAVOUR)],
+        [np.searchsorted([0.1, 0.3, 0.7], u), np.searchsorted([0.7, 0.9, 0.98], u)],
+        np.searchsorted([0.85, 0.95, 0.99], u),
+    )
+    abs_eta = np.abs(muons.eta)
+    r = rng.uniform(size=(3, *u.shape))
+    mtype = np.where(
+        abs_eta > 2.5,
+        np.where(r[0] < 0.5, 1, 4),
+        np.where((abs_eta < 0.1) & (r[1] < 0.4), 3, np.where(r[2] < 0.96, 0, 2)),
+    )
+    muons["quality"] = np.where(mtype == 3, np.maximum(quality, 2), quality)
+    muons["muonType"] = mtype
+    muons["passIDCuts"] = (mtype != 1) & (rng.uniform(size=u.shape) < 0.995)
+    muons["passPresel"] = muons["passIDCuts"] & (muons["quality"] <= 1)
+    muons["has_track"] = (mtype != 1) & (abs_eta < 2.5)
+    muons = muons.compact()
+
+    # ---- photons: FSR and π0 fakes ----
+    g_fake = fake_from_jets(
+        rng,
+        Objects(jets_t.p4, jets_t.valid & (jets_t["label"] != 15), gluon=jets_t["gluon"]),
+        np.where(jets_t["gluon"], 0.045, 0.03),
+        5.0,
+        3.0,
+    )
+    g_t = Objects.concat(photons_fsr, g_fake).compact()
+    g_en = np.maximum(g_t.pt, 1e-3) * np.cosh(g_t.eta)
+    g_sig = np.sqrt(0.1**2 / g_en + 0.008**2 + (0.25 / g_en) ** 2)
+    photons = Objects(smear_pt(rng, g_t.p4, g_sig, 0.001, 0.001, mass=0.0), g_t.valid, **g_t.cols)
+    photons.select(
+        (np.abs(photons.eta) < 2.37)
+        & ~in_crack(photons.eta)
+        & (rng.uniform(size=g_en.shape) < 0.95)
+        & (photons.pt >= schema.COLLECTIONS["photons"].pt_cut)
+    )
+    real = photons["origin"] == int(O.FSR)
+    photons["isLoose"], photons["isTight"] = nested_flags(rng, [np.where(real, 0.98, 0.6), np.where(real, 0.9, 0.3)])
+    photons["isCleaning"] = rng.uniform(size=g_en.shape) < 0.995
+    photons["author"] = np.where(rng.uniform(size=g_en.shape) < np.where(real, 0.08, 0.15), 16, 4)
+    photons = photons.compact()
+
+    # ---- taus: real hadronic taus, jet fakes, electron fakes ----
+    t_jet = fake_from_jets(
+        rng,
+        Objects(jets_t.p4, jets_t.valid & (jets_t["label"] != 15) & (jets_t.pt > 18)),
+        np.where(jets_t["gluon"], 0.12, 0.22),
+        12.0,
+        1.5,
+    )
+    t_ele = Objects(
+        electrons.p4,
+        electrons.valid & (rng.uniform(size=electrons.valid.shape) < 0.04),
+        origin=np.full(electrons.valid.shape, int(O.FAKE)),
+    )
+    nt, ne = t_jet.valid.shape[1], t_ele.valid.shape[1]
+    ta_t = Objects.concat(
+        Objects(
+            taus_true.p4,
+            taus_true.valid,
+            origin=taus_true["origin"],
+            kind=np.zeros((n, L), int),
+            true_mode=taus_true["mode"],
+            charge=taus_true["charge"],
+        ),
+        Objects(
+            t_jet.p4,
+            t_jet.valid,
+            origin=t_jet["origin"],
+            kind=np.ones((n, nt), int),
+            true_mode=np.zeros((n, nt), int),
+            charge=_random_charge(rng, (n, nt)),
+        ),
+        Objects(
+            t_ele.p4,
+            t_ele.valid,
+            origin=t_ele["origin"],
+            kind=np.full((n, ne), 2),
+            true_mode=np.zeros((n, ne), int),
+            charge=np.where(electrons["charge"] == 0, 1, electrons["charge"]),
+        ),
+    ).compact()
+    taus = Objects(smear_pt(rng, ta_t.p4, 0.08, 0.005, 0.005), ta_t.valid, **ta_t.cols)
+    kind, true_mode = taus["kind"], taus["true_mode"]
+    taus.select(
+        (np.abs(taus.eta) < 2.5)
+        & ~in_crack(taus.eta)
+        & (rng.uniform(size=kind.shape) < 0.85)
+        & (taus.pt >= schema.COLLECTIONS["taus"].pt_cut)
+    )
+    fake_mode = rng.choice(5, p=[0.3, 0.25, 0.15, 0.2, 0.1], size=kind.shape)
+    fake_mode = np.where(kind == 2, np.where(rng.uniform(size=kind.shape) < 0.7, 1, 0), fake_mode)
+    shift = _random_charge(rng, kind.shape)
+    neighbour = np.where(true_mode >= 3, np.clip(true_mode + shift, 3, 4), np.clip(true_mode + shift, 0, 2))
+    reco_mode = np.where(rng.uniform(size=kind.shape) < 0.75, true_mode, neighbour)
+    taus["NNDecayMode"] = np.where(kind == 0, reco_mode, fake_mode)
+    taus["is_1prong"] = taus["NNDecayMode"] <= 2
+    taus["charge"] = np.where((kind == 0) & (rng.uniform(size=kind.shape) < 0.02), -taus["charge"], taus["charge"])
+    taus["RNNJetScore"] = np.select(
+        [kind == 0, kind == 2],
+        [rng.uniform(size=kind.shape), rng.beta(1.0, 2.0, size=kind.shape)],
+        rng.beta(0.6, 5.0, size=kind.shape),
+    )
+    ele = np.select(
+        [kind == 0, kind == 2],
+        [rng.beta(4.0, 1.5, size=kind.shape), rng.beta(1.0, 8.0, size=kind.shape)],
+        rng.beta(3.0, 1.5, size=kind.shape),
+    )
+    taus.cols.update(RNNEleScore=ele, EleRNNLoose_v1=ele > 0.05, EleRNNMedium_v1=ele > 0.15, EleRNNTight_v1=ele > 0.25)
+    taus = taus.compact()
+
+    # ---- tracks: leptons, tau prongs, jets' leading charged particles, pile-up ----
+    ne_, nm_ = electrons.valid.shape[1], muons.valid.shape[1]
+    n_prong = np.where(taus_true["mode"] >= 3, 3, 1)
+    split = rng.dirichlet([2.0, 2.0, 2.0], size=(n, L))
+    split = np.where((n_prong == 1)[..., None], np.array([1.0, 0.0, 0.0]), split)
+    prong_pt = (taus_true.pt * TAU_CHARGED_FRACTION[taus_true["mode"]])[..., None] * split
+    prong_eta = taus_true.eta[..., None] + rng.normal(0, 0.02, (n, L, 3))
+    prong_phi = taus_true.phi[..., None] + rng.normal(0, 0.02, (n, L, 3))
+    q_tau = taus_true["charge"]
+    prong_q = np.stack([q_tau, q_tau, -q_tau], -1)  # 3-prong charges sum to the tau charge
+    prong_valid = taus_true.valid[..., None] & (np.arange(3)[None, None, :] < n_prong[..., None]) & (prong_pt > 0.5)
+    iso_objs = Objects.concat(
+        Objects(electrons.p4, electrons.valid), Objects(muons.p4, muons.valid), Objects(photons.p4, photons.valid)
+    )
+    near_iso = ((_dr(jets_t.eta, jets_t.phi, iso_objs.eta, iso_objs.phi) < 0.9) & iso_objs.valid[:, None, :]).any(-1)
+    jt = jet_tracks(rng, Objects(jets_t.p4, jets_t.valid & (jets_t["label"] != 15), **jets_t.cols), near_iso)
+    n_pu_trk = 6
+    k_pu = np.minimum(rng.poisson(0.05 * mu), n_pu_trk)
+    e_owner = 1000 + np.arange(ne_)[None, :] + 0 * electrons.valid
+    m_owner = np.where(muons["has_track"], 2000 + np.arange(nm_)[None, :], -2)
+    z_e = np.zeros((n, ne_ + nm_ + 3 * L))
+    parts = {
+        "pt": [
+            electrons.pt * rng.beta(12.0, 1.5, (n, ne_)),
+            kin.pt(muons["tp4"]) * rng.normal(1.0, 0.02, (n, nm_)),
+            prong_pt.reshape(n, 3 * L),
+            jt["pt"],
+            kin.power_law(rng, 4.0, 2.0, 200.0, size=(n, n_pu_trk)),
+        ],
+        "eta": [
+            electrons.eta,
+            muons.eta,
+            prong_eta.reshape(n, 3 * L),
+            jt["eta"],
+            rng.uniform(-2.5, 2.5, (n, n_pu_trk)),
+        ],
+        "phi": [
+            electrons.phi,
+            muons.phi,
+            prong_phi.reshape(n, 3 * L),
+            jt["phi"],
+            rng.uniform(-np.pi, np.pi, (n, n_pu_trk)),
+        ],
+        "charge": [
+            electrons["charge"],
+            muons["charge"],
+            prong_q.reshape(n, 3 * L),
+            jt["charge"],
+            _random_charge(rng, (n, n_pu_trk)),
+        ],
+        "valid": [
+            electrons.valid & (np.abs(electrons.eta) < 2.5),
+            muons.valid & muons["has_track"],
+            prong_valid.reshape(n, 3 * L),
+            jt["valid"],
+            np.arange(n_pu_trk)[None, :] < k_pu[:, None],
+        ],
+        "owner": [e_owner, m_owner, np.full((n, 3 * L), -1), jt["owner"], np.full((n, n_pu_trk), -1)],
+        "origin": [
+            electrons["origin"],
+            muons["origin"],
+            np.full((n, 3 * L), int(O.PROMPT)),
+            jt["origin"],
+            np.full((n, n_pu_trk), int(O.PILEUP)),
+        ],
+        "d0x": [z_e, jt["d0x"], np.zeros((n, n_pu_trk))],
+        "z0off": [z_e, jt["z0off"], rng.normal(0, 45.0 * np.sqrt(2.0), (n, n_pu_trk)) - pv[:, 2:3]],
+    }
+    tr = {k: np.concatenate(v, axis=1) for k, v in parts.items()}
+    cand = Objects(np.zeros((*tr["pt"].shape, 4)), tr.pop("valid") & (np.abs(tr["eta"]) < 2.5), **tr).compact()
+    tr = cand.cols
+    trk_sigma = np.sqrt(0.01**2 + (0.0005 * tr["pt"]) ** 2)
+    tr["pt"] = tr["pt"] * np.maximum(1.0 + trk_sigma * rng.normal(size=trk_sigma.shape), 0.1)
+    tr["eta"] = tr["eta"] + rng.normal(0, 0.001, trk_sigma.shape)
+    tracks = Objects(
+        kin.p4_from_ptetaphim(tr["pt"], tr["eta"], kin.wrap_phi(tr["phi"]), 0.1396),
+        cand.valid & (tr["pt"] > 0.5),
+        **{k: tr[k] for k in ("charge", "d0x", "z0off", "owner", "origin")},
+    ).compact()
+    tracks["d0"], tracks["z0"], tracks["qOverP"], tracks["chiSquared"], tracks["nDoF"] = track_params(
+        rng, tracks.pt, tracks.eta, tracks["charge"], tracks["d0x"], tracks["z0off"]
+    )
+    trk = {
+        "pt": tracks.pt,
+        "eta": tracks.eta,
+        "phi": tracks.phi,
+        "z0": tracks["z0"],
+        "valid": tracks.valid,
+        "owner": tracks["owner"],
+    }
+
+    # ---- isolation (track: explicit tracks + soft part; calorimeter: jets' energy + noise) ----
+    def isolation(objs: Objects, owner, track_cones, calo_cones):
+        dr_t = _dr(objs.eta, objs.phi, tracks.eta, tracks.phi)
+        dr_j = _dr(objs.eta, objs.phi, jets_t.eta, jets_t.phi)
+        hard = cone_sums(dr_t, owner, trk, track_cones)
+        soft = soft_cone_sums(rng, dr_j, jets_t, mu, track_cones)
+        calo = soft_cone_sums(rng, dr_j, jets_t, mu, calo_cones, charged=False)
+        return [h_ + s_ for h_, s_ in zip(hard, soft, strict=True)], calo
+
+    for objs, owner in (
+        (electrons, 1000 + np.arange(electrons.valid.shape[1])[None, :] + 0 * electrons.valid),
+        (muons, np.where(muons["has_track"], 2000 + np.arange(muons.valid.shape[1])[None, :], -2)),
+    ):
+        (c30, var), (c20,) = isolation(objs, owner, [0.3, np.minimum(0.3, 10.0 / np.maximum(objs.pt, 1e-3))], [0.2])
+        objs["trk_iso03"] = c30 / np.maximum(objs.pt, 1e-3)
+        objs["ptvarcone30"] = var
+        objs["topoetcone20"] = c20
+    (c30, c20t), (c20, c40) = isolation(photons, np.full(photons.valid.shape, -3), [0.3, 0.2], [0.2, 0.4])
+    photons["trk_iso03"] = c30 / np.maximum(photons.pt, 1e-3)
+    photons["ptcone20"] = c20t
+    photons["topoetcone20"], photons["topoetcone40"] = c20, c20 + np.abs(c40 - c20)
+
+    # ---- missing transverse momentum ----
+    soft_sumet = rng.gamma(4.0, (40.0 + 4.0 * mu) / 4.0)
+    mism = np.zeros((n, 2))
+    sumet = soft_sumet.copy()
+    for objs in (jets, electrons, muons):
+        v = objs.valid[..., None]
+        mism += np.sum((objs["tp4"][..., 1:3] - objs.p4[..., 1:3]) * v, axis=1)
+        sumet += np.sum(objs.pt * objs.valid, axis=1)
+    met_vec = h.nu + nu_tau + nu_hf + mism + lost + rng.normal(0, 1, (n, 2)) * 0.5 * np.sqrt(soft_sumet)[:, None]
+
+    # ---- pack everything into schema arrays ----
+    out: dict[str, np.ndarray] = {}
+    origin = {schema.TRUTH_ORIGIN_KEY: None}
+    for name, objs, extra_truth in (
+        ("electrons", electrons, {}),
+        ("muons", muons, {}),
+        ("taus", taus, {}),
+        ("photons", photons, {}),
+        ("jets", jets, {schema.TRUTH_JET_FLAVOUR_KEY: jets["label"]}),
+        ("tracks", tracks, {}),
+    ):
+        coll = schema.COLLECTIONS[name]
+        values = {
+            k: (kin.mass(objs.p4) if k == "mass" and name == "jets" else objs.cols.get(k))
+            for k in coll.fields
+            if k not in ("pt", "eta", "phi")
+        }
+        if name == "electrons":
+            values["mass"] = np.full(objs.valid.shape, M_LEPTON[11])
+        missing = [k for k, v in values.items() if v is None]
+        if missing:
+            raise RuntimeError(f"generator bug: {name} lacks {missing}")
+        origin[schema.TRUTH_ORIGIN_KEY] = objs["origin"]
+        out.update(pack(objs, name, values, {**origin, **extra_truth}))
+    met = schema.COLLECTIONS["met"]
+    out[met.path_of("pt")] = np.hypot(met_vec[:, 0], met_vec[:, 1]).astype(np.float32)
+    out[met.path_of("phi")] = np.arctan2(met_vec[:, 1], met_vec[:, 0]).astype(np.float32)
+    out[met.path_of("sumet")] = sumet.astype(np.float32)
+    ev = schema.COLLECTIONS["event"]
+    for k, v in (
+        ("pvx", pv[:, 0]),
+        ("pvy", pv[:, 1]),
+        ("pvz", pv[:, 2]),
+        ("mu", mu),
+        ("experiment_id", np.zeros(n)),
+        ("is_simulation", np.ones(n)),
+        ("event_number", first_event_number + np.arange(n, dtype=np.uint64)),
+        ("run_number", run),
+        ("mcChannelNumber", np.full(n, mc_channel)),
+    ):
+        out[ev.path_of(k)] = np.asarray(v).astype(ev.fields[k].dtype)
+    out[schema.LABEL_KEY] = np.full(n, label, dtype=np.int16)
+    return out

@@ -1,0 +1,17 @@
+"""HDF5 event I/O: streaming reader, atomic writer, validation."""
+
+from .reader import CollectionBatch, EventBatch, EventReader, expand_files, read_metadata
+from .validate import EventFileError, Problem
+from .writer import EventWriter, write_events
+
+__all__ = [
+    "CollectionBatch",
+    "EventBatch",
+    "EventFileError",
+    "EventReader",
+    "EventWriter",
+    "Problem",
+    "expand_files",
+    "read_metadata",
+    "write_events",
+]

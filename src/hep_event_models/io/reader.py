@@ -1,0 +1,377 @@
+"""Streaming event reader: chunks of events from one file, a list or a glob.
+
+The reader never loads a whole file: it opens one file at a time and reads slabs of
+``chunk_size`` events with h5py slicing, so memory is bounded by the chunk (and the
+optional shuffle buffer), whatever the size of the data set. Every file is checked when
+it is opened (``validate.check_structure``) and every chunk when it is read
+(``validate.check_collection_chunk``): problems raise ``EventFileError`` naming file,
+group and key.
+
+Batches are ``EventBatch`` objects: per collection a ``(B, M, F)`` float32 array in
+physical units plus a ``(B, M)`` mask, per-event scalars, labels, and where each event
+came from (file and row), which later stages write next to the tokens.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .. import schema
+from ..config import ObjectConfig
+from .validate import (
+    EventFileError,
+    Problem,
+    check_collection_chunk,
+    check_scalars_chunk,
+    check_structure,
+    collection_width,
+)
+
+
+def expand_files(files: str | Path | Iterable[str | Path]) -> list[str]:
+    """Expand a path, a glob or a list of either into a sorted, de-duplicated file list.
+
+    Raises ``FileNotFoundError`` naming any path or pattern that matches nothing.
+    """
+    specs = [files] if isinstance(files, (str, Path)) else list(files)
+    out: list[str] = []
+    for spec in specs:
+        spec = str(spec)
+        if any(c in spec for c in "*?["):
+            matches = sorted(_glob.glob(spec, recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"no files match {spec!r}")
+            out += matches
+        else:
+            if not Path(spec).exists():
+                raise FileNotFoundError(f"no such file: {spec!r}")
+            out.append(spec)
+    seen: set[str] = set()
+    return [f for f in out if not (f in seen or seen.add(f))]
+
+
+@dataclass
+class CollectionBatch:
+    """Objects of one collection for a batch of events.
+
+    Attributes:
+        values: ``(B, M, F)`` float32, physical units; padding is 0.
+        mask: ``(B, M)`` bool, True for real objects (packed at the front).
+        features: the ``F`` feature names.
+    """
+
+    values: np.ndarray
+    mask: np.ndarray
+    features: tuple[str, ...]
+
+    def feature(self, name: str) -> np.ndarray:
+        """``(B, M)`` values of one feature."""
+        return self.values[..., self.features.index(name)]
+
+    def take(self, idx: np.ndarray) -> CollectionBatch:
+        return CollectionBatch(self.values[idx], self.mask[idx], self.features)
+
+
+@dataclass
+class EventBatch:
+    """A batch of ``B`` events.
+
+    Attributes:
+        collections: ``{name: CollectionBatch}`` (MET is a collection of one object).
+        scalars: ``{"group/key": (B,) array}`` per-event scalars, e.g. ``"event/mu"``.
+        labels: ``(B,)`` int64 process ids (``schema.PROCESS_IDS``), -1 when unlabelled.
+        event_index: ``(B,)`` int64 row of each event in its file.
+        file_index: ``(B,)`` int32 index into ``files``.
+        files: source file names.
+    """
+
+    collections: dict[str, CollectionBatch]
+    scalars: dict[str, np.ndarray]
+    labels: np.ndarray
+    event_index: np.ndarray
+    file_index: np.ndarray
+    files: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def source_file(self) -> np.ndarray:
+        """``(B,)`` file name of each event."""
+        return np.asarray(self.files, dtype=object)[self.file_index]
+
+    def take(self, idx: np.ndarray) -> EventBatch:
+        """The events at ``idx`` (a new batch)."""
+        return EventBatch(
+            {k: c.take(idx) for k, c in self.collections.items()},
+            {k: v[idx] for k, v in self.scalars.items()},
+            self.labels[idx],
+            self.event_index[idx],
+            self.file_index[idx],
+            self.files,
+        )
+
+    @staticmethod
+    def concat(batches: Sequence[EventBatch]) -> EventBatch:
+        """Concatenate batches that share the same collections and file list."""
+        b0 = batches[0]
+        if len(batches) == 1:
+            return b0
+        return EventBatch(
+            {
+                k: CollectionBatch(
+                    np.concatenate([b.collections[k].values for b in batches]),
+                    np.concatenate([b.collections[k].mask for b in batches]),
+                    c.features,
+                )
+                for k, c in b0.collections.items()
+            },
+            {k: np.concatenate([b.scalars[k] for b in batches]) for k in b0.scalars},
+            np.concatenate([b.labels for b in batches]),
+            np.concatenate([b.event_index for b in batches]),
+            np.concatenate([b.file_index for b in batches]),
+            b0.files,
+        )
+
+
+def _label_of_file(f: h5py.File) -> int | None:
+    proc = f[schema.METADATA].attrs.get("process") if schema.METADATA in f else None
+    if proc is None:
+        return None
+    proc = proc.decode() if isinstance(proc, bytes) else str(proc)
+    return schema.PROCESS_IDS.get(proc, schema.UNLABELLED)
+
+
+class EventReader:
+    """Iterate over events of HDF5 files in chunks.
+
+    Args:
+        files: a path, a glob, or a list of paths/globs.
+        selection: which collections and features to read: ``{collection: [feature, ...]}``
+            or a list of ``ObjectConfig``. ``None`` reads every object collection of the
+            schema with all its fields.
+        scalars: per-event scalars as ``"group/key"`` (default ``["event/mu"]``).
+        chunk_size: events per batch.
+        max_objects: per-collection truncation ``{collection: M}`` (objects are sorted by
+            pT, so this keeps the leading ``M``). Default: the file's width.
+        shard_index, num_shards: read only files ``shard_index::num_shards`` (file-level
+            sharding for parallel jobs).
+        shuffle_buffer: if > 0, shuffle file order, chunk order and events within a buffer
+            of this many events (deterministic given ``seed`` and ``set_epoch``).
+        seed: shuffling seed.
+        validate: run the per-chunk content checks (structure is always checked).
+        max_events: stop after this many events in total.
+    """
+
+    def __init__(
+        self,
+        files: str | Path | Iterable[str | Path],
+        selection: Mapping[str, Sequence[str]] | Sequence[ObjectConfig] | None = None,
+        scalars: Sequence[str] = ("event/mu",),
+        chunk_size: int = 8192,
+        max_objects: Mapping[str, int] | None = None,
+        shard_index: int = 0,
+        num_shards: int = 1,
+        shuffle_buffer: int = 0,
+        seed: int = 0,
+        validate: bool = True,
+        max_events: int | None = None,
+    ):
+        if not 0 <= shard_index < num_shards:
+            raise ValueError(f"shard_index must be in [0, {num_shards}), got {shard_index}")
+        all_files = expand_files(files)
+        self.files = all_files[shard_index::num_shards]
+        self.sources: dict[str, dict[str, str]] = {}
+        if selection is None:
+            selection = {n: list(schema.COLLECTIONS[n].fields) for n in schema.COLLECTIONS if n != "event"}
+        elif not isinstance(selection, Mapping):
+            configs = list(selection)
+            selection = {c.object: c.feature_names for c in configs}
+            self.sources = {c.object: {f.name: f.source for f in c.features} for c in configs}
+        for coll in selection:
+            schema.collection(coll)
+        self.selection = {k: list(v) for k, v in selection.items()}
+        self.scalars = list(scalars)
+        self.chunk_size = int(chunk_size)
+        self.max_objects = dict(max_objects or {})
+        self.shuffle_buffer = int(shuffle_buffer)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.validate = validate
+        self.max_events = max_events
+        self._n_events: list[int] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the shuffling order (same seed and epoch give the same order)."""
+        self.epoch = int(epoch)
+
+    # -- metadata -------------------------------------------------------------------------
+    def _open_checked(self, path: str) -> tuple[h5py.File, int]:
+        try:
+            f = h5py.File(path, "r")
+        except OSError as e:
+            raise EventFileError([Problem(path, "", f"cannot open as HDF5 ({e})")]) from None
+        n, problems = check_structure(f, path, self.selection, self.scalars, self.sources)
+        if problems:
+            f.close()
+            raise EventFileError(problems)
+        return f, int(n)
+
+    def events_per_file(self) -> list[int]:
+        """Events in each file (from ``metadata/n_events``), after structural checks."""
+        if self._n_events is None:
+            counts = []
+            for p in self.files:
+                f, n = self._open_checked(p)
+                f.close()
+                counts.append(n)
+            self._n_events = counts
+        return self._n_events
+
+    def __len__(self) -> int:
+        """Total number of events (capped by ``max_events``)."""
+        total = sum(self.events_per_file())
+        return total if self.max_events is None else min(total, self.max_events)
+
+    # -- iteration -------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[EventBatch]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = np.arange(len(self.files))
+        if self.shuffle_buffer > 0:
+            rng.shuffle(order)
+        stream = self._iter_chunks(order, rng)
+        if self.shuffle_buffer > 0:
+            stream = _shuffled(stream, self.shuffle_buffer, self.chunk_size, rng)
+        remaining = self.max_events
+        for batch in stream:
+            if remaining is not None:
+                if remaining <= 0:
+                    return
+                if len(batch) > remaining:
+                    batch = batch.take(np.arange(remaining))
+                remaining -= len(batch)
+            yield batch
+
+    def _iter_chunks(self, order: np.ndarray, rng: np.random.Generator) -> Iterator[EventBatch]:
+        for fi in order:
+            path = self.files[fi]
+            f, n = self._open_checked(path)
+            with f:
+                widths = {c: collection_width(f, c) for c in self.selection if schema.COLLECTIONS[c].per_object}
+                file_label = _label_of_file(f)
+                starts = np.arange(0, n, self.chunk_size)
+                if self.shuffle_buffer > 0:
+                    rng.shuffle(starts)
+                for s in starts:
+                    yield self._read_chunk(
+                        f, path, int(fi), int(s), min(int(s) + self.chunk_size, n), widths, file_label
+                    )
+
+    def _read_chunk(self, f, path, fi, s, e, widths, file_label) -> EventBatch:
+        colls: dict[str, CollectionBatch] = {}
+        problems = []
+        for cname, feats in self.selection.items():
+            coll = schema.COLLECTIONS[cname]
+            srcs = self.sources.get(cname, {})
+            if coll.per_object:
+                width = widths[cname]
+                m = min(self.max_objects.get(cname, width), width)
+                mask = f[coll.path_of(schema.MASK)][s:e, :m]
+                values = np.zeros((e - s, m, len(feats)), dtype=np.float32)
+                raw = {}
+                for j, feat in enumerate(feats):
+                    arr = f[srcs.get(feat) or coll.path_of(feat)][s:e, :m]
+                    raw[feat] = arr
+                    values[..., j] = arr
+                if self.validate:
+                    counts = f[coll.path_of(schema.COUNT)][s:e]
+                    problems += check_collection_chunk(path, cname, s, mask, counts, raw, m == width, srcs)
+                values[~mask] = 0.0
+            else:
+                values = np.zeros((e - s, 1, len(feats)), dtype=np.float32)
+                raw = {}
+                for j, feat in enumerate(feats):
+                    key = srcs.get(feat) or coll.path_of(feat)
+                    raw[key] = f[key][s:e]
+                    values[:, 0, j] = raw[key]
+                mask = np.ones((e - s, 1), dtype=bool)
+                if self.validate:
+                    problems += check_scalars_chunk(path, s, raw)
+            colls[cname] = CollectionBatch(values, mask, tuple(feats))
+        scalars = {}
+        for sname in self.scalars:
+            group, _, key = sname.rpartition("/")
+            dpath = schema.collection(group).path_of(key)
+            scalars[sname] = f[dpath][s:e]
+        if self.validate:
+            problems += check_scalars_chunk(
+                path,
+                s,
+                {schema.collection(k.rpartition("/")[0]).path_of(k.rpartition("/")[2]): v for k, v in scalars.items()},
+            )
+        if problems:
+            raise EventFileError(problems)
+        if schema.LABEL_KEY in f:
+            labels = f[schema.LABEL_KEY][s:e].astype(np.int64)
+        else:
+            labels = np.full(e - s, schema.UNLABELLED if file_label is None else file_label, dtype=np.int64)
+        return EventBatch(
+            colls,
+            scalars,
+            labels,
+            np.arange(s, e, dtype=np.int64),
+            np.full(e - s, fi, dtype=np.int32),
+            self.files,
+        )
+
+
+def _shuffled(
+    stream: Iterator[EventBatch], buffer_size: int, batch_size: int, rng: np.random.Generator
+) -> Iterator[EventBatch]:
+    """Shuffle events through a buffer of ``buffer_size`` events, emitting ``batch_size`` batches."""
+    pending: list[EventBatch] = []
+    held = 0
+    for batch in stream:
+        pending.append(batch)
+        held += len(batch)
+        if held >= buffer_size + batch_size:
+            buf = EventBatch.concat(pending)
+            perm = rng.permutation(len(buf))
+            out, keep = (
+                perm[: batch_size * ((held - buffer_size) // batch_size)],
+                perm[batch_size * ((held - buffer_size) // batch_size) :],
+            )
+            for i in range(0, len(out), batch_size):
+                yield buf.take(out[i : i + batch_size])
+            pending, held = [buf.take(keep)], len(keep)
+    if held:
+        buf = EventBatch.concat(pending)
+        perm = rng.permutation(len(buf))
+        for i in range(0, len(perm), batch_size):
+            yield buf.take(perm[i : i + batch_size])
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The ``metadata`` attributes of a file, JSON strings decoded."""
+    with h5py.File(path, "r") as f:
+        if schema.METADATA not in f:
+            raise EventFileError([Problem(str(path), "metadata", "missing group")])
+        out = {}
+        for k, v in f[schema.METADATA].attrs.items():
+            v = v.decode() if isinstance(v, bytes) else v
+            if isinstance(v, str) and v[:1] in "[{":
+                try:
+                    v = json.loads(v)
+                except json.JSONDecodeError:
+                    pass
+            elif isinstance(v, np.generic):
+                v = v.item()
+            out[k] = v
+        return out

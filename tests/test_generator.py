@@ -1,0 +1,210 @@
+"""Physics of the built-in generator, checked on generated samples."""
+
+import h5py
+import numpy as np
+import pytest
+
+from hep_event_models import physics, schema
+from hep_event_models.generator import generate, generate_batch, iter_chunks
+from hep_event_models.generator import kinematics as kin
+from hep_event_models.generator.processes import hzz_masses
+from hep_event_models.io import EventBatch, EventReader
+from hep_event_models.io.writer import required_keys
+
+LEPTONS = {"electrons": ["pt", "eta", "phi", "charge"], "muons": ["pt", "eta", "phi", "charge"]}
+
+
+def _read(path, selection=None) -> EventBatch:
+    return EventBatch.concat(list(EventReader(path, selection=selection or LEPTONS, chunk_size=10_000)))
+
+
+def _mode(x, lo, hi, width):
+    h, e = np.histogram(x, bins=np.arange(lo, hi + width, width))
+    return e[h.argmax()] + width / 2
+
+
+def test_kinematics_two_body_decay_conserves_four_momentum():
+    rng = np.random.default_rng(0)
+    parent = kin.p4_from_ptyphim(rng.uniform(0, 300, 1000), rng.normal(0, 2, 1000), rng.uniform(-3, 3, 1000), 125.0)
+    d1, d2 = kin.decay(
+        parent, np.full(1000, 91.0), np.full(1000, 20.0), rng.uniform(-1, 1, 1000), rng.uniform(-np.pi, np.pi, 1000)
+    )
+    np.testing.assert_allclose(d1 + d2, parent, atol=1e-8)
+    np.testing.assert_allclose(kin.mass(d1), 91.0, rtol=1e-9)
+    np.testing.assert_allclose(kin.mass(d2), 20.0, rtol=1e-7)
+    np.testing.assert_allclose(kin.delta_phi(np.array([3.1]), np.array([-3.1])), [-(2 * np.pi - 6.2)], atol=1e-12)
+
+
+def test_breit_wigner_line_shape():
+    rng = np.random.default_rng(1)
+    m = kin.breit_wigner(rng, 91.1876, 2.4952, 60, 120, size=200_000)
+    assert 60 <= m.min() and m.max() <= 120
+    assert abs(np.median(m) - 91.19) < 0.05
+    # fraction within ±Γ/2 of the pole: the relativistic BW's CDF in s = m² is an arctan
+    M, G = 91.1876, 2.4952
+
+    def cdf(x):
+        return np.arctan((x**2 - M**2) / (M * G))
+
+    expected = (cdf(M + G / 2) - cdf(M - G / 2)) / (cdf(120) - cdf(60))
+    assert abs(np.mean(np.abs(m - M) < G / 2) - expected) < 0.005
+
+
+def test_h_to_zz_star_masses_are_off_shell():
+    m1, m2 = hzz_masses(np.random.default_rng(2), 50_000)
+    assert (m1 + m2 < 125.0).all() and (m1 >= m2).all()
+    assert abs(np.median(m1) - 89) < 3  # Z1 near the pole
+    assert 15 < np.median(m2) < 35  # Z2 off shell
+
+
+def test_deterministic_by_seed_and_independent_of_workers(tmp_path):
+    a = generate_batch("hzz4l", 300, seed=5)
+    b = generate_batch("hzz4l", 300, seed=5)
+    c = generate_batch("hzz4l", 300, seed=6)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert not np.array_equal(a["common/muons/pt"], c["common/muons/pt"])
+    serial = list(iter_chunks("dy", 900, seed=3, chunk_size=300, workers=1))
+    parallel = list(iter_chunks("dy", 900, seed=3, chunk_size=300, workers=2))
+    for s, p in zip(serial, parallel, strict=True):
+        for k in s:
+            np.testing.assert_array_equal(s[k], p[k], err_msg=k)
+
+
+@pytest.mark.parametrize("process", list(schema.PROCESS_IDS))
+def test_every_schema_key_filled(process):
+    b = generate_batch(process, 2_000, seed=1)
+    assert set(required_keys()) <= set(b)
+    for name, coll in schema.COLLECTIONS.items():
+        for f in coll.fields.values():
+            arr = b[coll.path_of(f.name)]
+            assert arr.dtype == np.dtype(f.dtype), (name, f.name)
+            assert np.isfinite(arr.astype(np.float64)).all(), (name, f.name)
+        if coll.per_object:
+            mask, n = b[coll.path_of("mask")], b[coll.path_of("n")]
+            np.testing.assert_array_equal(mask.sum(1), n)
+            pt = np.where(mask, b[coll.path_of("pt")], 0.0)
+            assert (np.diff(pt, axis=1)[mask[:, 1:]] <= 0).all(), f"{name} not sorted by pT"
+            assert (b[coll.path_of("pt")][mask] >= coll.pt_cut).all()
+            assert np.all(np.abs(b[coll.path_of("phi")]) <= np.pi + 1e-6)
+            for f in coll.fields.values():
+                if f.categories is not None:
+                    vals = set(np.unique(b[coll.path_of(f.name)][mask]).tolist())
+                    assert vals <= set(f.categories), (name, f.name, vals)
+    # tagger probabilities are probabilities
+    m = b["common/jets/mask"]
+    for tagger in ("DL1d", "GN2"):
+        s = sum(b[f"atlas/jets/{tagger}_p{x}"] for x in "bcu")
+        np.testing.assert_allclose(s[m], 1.0, atol=1e-5)
+    # nested electron ID
+    me = b["common/electrons/mask"]
+    lt, lm, ll = (b[f"atlas/electrons/LH{x}"][me] for x in ("Tight", "Medium", "Loose"))
+    assert (lt <= lm).all() and (lm <= ll).all()
+
+
+def test_higgs_peak_at_125(samples):
+    fl = physics.four_lepton(_read(samples["hzz4l"]))
+    m = fl.m4l[fl.valid]
+    assert fl.valid.mean() > 0.2
+    assert abs(_mode(m, 100, 150, 1.0) - 125.0) <= 1.0
+    window = m[(m > 115) & (m < 135)]
+    assert abs(np.median(window) - 125.0) < 1.0
+    sigma = np.subtract(*np.percentile(window, [75, 25])) / 1.349
+    assert 1.0 < sigma < 3.0  # ATLAS: ~1.6 (4μ) to ~2.2 GeV (4e)
+    assert abs(np.median(fl.m12[fl.valid]) - 91) < 4 and np.median(fl.m34[fl.valid]) < 40
+
+
+def test_z_peak_in_drell_yan(samples):
+    m, ok = physics.dilepton_mass(_read(samples["dy"]))
+    m = m[ok]
+    assert ok.mean() > 0.3
+    assert abs(_mode(m, 70, 110, 0.5) - 91.2) <= 1.0
+    core = m[(m > 70) & (m < 110)]
+    assert abs(np.median(core) - 91.2) < 1.0
+    width = np.subtract(*np.percentile(core, [75, 25])) / 1.349
+    assert 1.5 < width < 5.0  # natural width 2.5 GeV (Breit–Wigner) plus resolution
+
+
+def test_zz_continuum_overlaps_higgs(samples):
+    sig, bkg = physics.leptons(_read(samples["hzz4l"])), physics.leptons(_read(samples["zz4l"]))
+    hs = np.bincount(sig.count, minlength=7)[:7] / len(sig.count)
+    hb = np.bincount(bkg.count, minlength=7)[:7] / len(bkg.count)
+    assert np.minimum(hs, hb).sum() > 0.85  # lepton multiplicities nearly identical
+    fl = physics.four_lepton(_read(samples["zz4l"]))
+    m = fl.m4l[fl.valid]
+    assert ((m > 115) & (m < 135)).sum() > 100
+    assert (m < 100).mean() > 0.05  # single-resonant Z -> 4l down to ~80 GeV
+    assert m.min() < 85
+    assert 180 < np.median(m[m > 150]) < 300  # ZZ above threshold
+
+
+def test_zz_mass_window_filter(tmp_path):
+    path = tmp_path / "zzwin.h5"
+    generate("zz4l", 3_000, path, seed=1, mass_window=(115, 135), progress=False, workers=1)
+    with h5py.File(path) as f:
+        truth = f["truth/hard_mass"][:]
+    assert truth.min() > 115 and truth.max() < 135
+    fl = physics.four_lepton(_read(path))
+    m = fl.m4l[fl.valid]
+    assert ((m > 110) & (m < 140)).mean() > 0.9
+
+
+def test_btag_scores_higher_for_b_jets(samples):
+    with h5py.File(samples["ttbar"]) as f:
+        mask = f["common/jets/mask"][:] & (np.abs(f["common/jets/eta"][:]) < 2.5)
+        label = f["truth/jets/HadronConeExclTruthLabelID"][:]
+        for tagger in ("GN2", "DL1d"):
+            pb = f[f"atlas/jets/{tagger}_pb"][:]
+            b, c, light = pb[mask & (label == 5)], pb[mask & (label == 4)], pb[mask & (label == 0)]
+            assert len(b) > 5000 and len(light) > 5000
+            assert np.median(b) > 0.5 > np.median(light)
+            assert np.mean(b) > np.mean(c) > np.mean(light)
+            assert (light > 0.5).mean() < 0.1 and (b > 0.5).mean() > 0.6
+
+
+def test_met_larger_in_ttbar_than_dy(samples):
+    with h5py.File(samples["ttbar"]) as f1, h5py.File(samples["dy"]) as f2:
+        met_tt, met_dy = f1["common/met/pt"][:], f2["common/met/pt"][:]
+        assert np.median(met_tt) > 2.5 * np.median(met_dy)
+        assert 5 < np.median(met_dy) < 25  # resolution only, ~10 GeV
+        assert f1["common/met/sumet"][:].mean() > f2["common/met/sumet"][:].mean()
+
+
+def test_isolation_small_for_prompt_leptons(samples):
+    with h5py.File(samples["ttbar"]) as f:
+        for coll in ("electrons", "muons"):
+            mask = f[f"common/{coll}/mask"][:]
+            origin = f[f"truth/{coll}/origin"][:]
+            iso = f[f"common/{coll}/trk_iso03"][:]
+            prompt, hf = iso[mask & (origin == 0)], iso[mask & (origin == 1)]
+            assert (iso[mask] >= 0).all()
+            assert np.median(prompt) < 0.05 and (prompt < 0.15).mean() > 0.8
+            assert np.median(hf) > 0.3 and np.median(hf) > 10 * np.median(prompt)
+            # ptvarcone30 uses a cone no larger than 0.3
+            var = f[f"atlas/{coll}/ptvarcone30"][:][mask]
+            assert (var <= iso[mask] * f[f"common/{coll}/pt"][:][mask] * (1 + 1e-5) + 1e-4).all()
+
+
+def test_pileup_like_run2(samples):
+    with h5py.File(samples["dy"]) as f:
+        mu = f["common/event/mu"][:]
+        runs = set(np.unique(f["atlas/event/run_number"][:]).tolist())
+        z0 = f["common/tracks/z0"][:][f["common/tracks/mask"][:]]
+        origin = f["truth/tracks/origin"][:][f["common/tracks/mask"][:]]
+    assert 30 < mu.mean() < 37 and 8 < mu.std() < 14 and mu.min() > 0
+    assert runs == {284500, 300000, 310000}
+    assert np.median(np.abs(z0[origin == schema.TruthOrigin.PILEUP])) > 20  # pile-up tracks far in z0
+    assert np.median(np.abs(z0[origin == schema.TruthOrigin.PROMPT])) < 0.5
+
+
+def test_taus_real_and_fake(samples):
+    with h5py.File(samples["dy"]) as f:
+        mask = f["common/taus/mask"][:]
+        origin = f["truth/taus/origin"][:][mask]
+        score = f["atlas/taus/RNNJetScore"][:][mask]
+        one = f["common/taus/is_1prong"][:][mask]
+        mode = f["atlas/taus/NNDecayMode"][:][mask]
+    real, fake = origin == schema.TruthOrigin.PROMPT, origin == schema.TruthOrigin.FAKE
+    assert real.sum() > 500 and fake.sum() > 500
+    assert score[real].mean() > 0.4 > score[fake].mean()
+    assert ((mode <= 2) == (one == 1)).all()
