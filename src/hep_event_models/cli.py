@@ -71,6 +71,59 @@ def cmd_inspect(args) -> int:
     return 1 if report["problems"] else 0
 
 
+def _parse_settings(items: list[str] | None) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"error: --set takes KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def cmd_fit_tokenizer(args) -> int:
+    import yaml
+
+    from .config import resolve_config_path
+    from .training.tokenizer import fit_object_tokenizer
+
+    cfg_path = resolve_config_path(args.config)
+    raw = yaml.safe_load(cfg_path.read_text())
+    if isinstance(raw, dict) and "objects" in raw and "object" not in raw:
+        print(
+            f"error: {cfg_path} is an event config; fitting whole event tokenizers is not available yet. "
+            "Fit each object config (e.g. tokenizer_configs/jets.yaml) instead.",
+            file=sys.stderr,
+        )
+        return 2
+    summary = fit_object_tokenizer(
+        cfg_path,
+        args.data,
+        args.out,
+        settings=_parse_settings(args.set),
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        val_every=args.val_every,
+        eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    fin = summary["final"]
+    usage = ", ".join(f"q{i} {u:.0%}" for i, u in enumerate(fin["val_usage"]))
+    print(
+        f"wrote {summary['object']} tokenizer to {args.out} after {summary['steps']} steps "
+        f"({summary['seconds']:.0f} s): validation loss {fin['val_loss']:.4f}, code usage {usage}"
+    )
+    return 0
+
+
 # ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -113,6 +166,33 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--chunk-size", type=int, default=50_000, help="events read per chunk")
     i.add_argument("--json", help="also write the report as JSON here")
     i.set_defaults(func=cmd_inspect)
+
+    f = sub.add_parser(
+        "fit-tokenizer",
+        help="fit preprocessing and train an object tokenizer (residual VQ-VAE)",
+        description="Stream events, fit per-feature preprocessing, train the residual VQ-VAE of one "
+        "object config, and save it (config.json + model.safetensors).",
+    )
+    f.add_argument("--config", required=True, help="object config YAML, or a shipped name (jets, muons, ...)")
+    f.add_argument("--data", required=True, nargs="+", help="HDF5 files or globs")
+    f.add_argument("--out", required=True, help="output directory")
+    f.add_argument("--max-steps", type=int, default=2000, help="training steps (the budget)")
+    f.add_argument("--batch-size", type=int, default=4096, help="objects per training batch")
+    f.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, warm-up then cosine)")
+    f.add_argument("--val-every", type=int, default=20, help="hold out every N-th event of each file")
+    f.add_argument("--eval-every", type=int, default=100, help="validate every N steps")
+    f.add_argument("--checkpoint-every", type=int, default=200, help="checkpoint every N steps (0: never)")
+    f.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    f.add_argument("--seed", type=int, default=0, help="random seed")
+    f.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    f.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a tokenizer setting, e.g. --set codebook_size=1024 (repeatable)",
+    )
+    f.add_argument("--quiet", action="store_true", help="no progress bars")
+    f.set_defaults(func=cmd_fit_tokenizer)
     return p
 
 

@@ -154,8 +154,9 @@ def jets_from_partons(rng, h: HardEvents):
     n, P = fl.shape
     hf = (fl == BOTTOM) | (fl == CHARM)
     semi = hf & (rng.uniform(size=(n, P)) < np.where(fl == BOTTOM, 0.21, 0.18))
-    z_l = np.where(fl == BOTTOM, rng.beta(2.0, 4.0, size=(n, P)), rng.beta(1.5, 5.0, size=(n, P)))
-    z_nu = np.where(fl == BOTTOM, rng.beta(2.0, 4.0, size=(n, P)), rng.beta(1.5, 5.0, size=(n, P)))
+    semi_b, semi_c = semi & (fl == BOTTOM), semi & (fl == CHARM)
+    z_l = _beta_where(rng, semi_b, 2.0, 4.0) + _beta_where(rng, semi_c, 1.5, 5.0)
+    z_nu = _beta_where(rng, semi_b, 2.0, 4.0) + _beta_where(rng, semi_c, 1.5, 5.0)
     z_nu = np.minimum(z_nu, 0.9 - z_l)
     pid = np.where(rng.uniform(size=(n, P)) < 0.5, 11, 13)
     p_t, eta, phi = kin.pt(h.partons), kin.eta(h.partons), kin.phi(h.partons)
@@ -243,15 +244,26 @@ def profile_fraction(d, r, sigma):
     return (1.0 - np.exp(-(r**2) / (2 * s2))) * np.exp(-(d**2) / (2 * s2 + r**2))
 
 
-def fake_from_jets(rng, jets: Objects, prob, z_a, z_b, **cols) -> Objects:
-    """Objects faked by jets: with probability ``prob`` per jet, carrying ~Beta(z_a, z_b) of its pT."""
+def fake_from_jets(rng, jets: Objects, prob, z_a, z_b) -> Objects:
+    """Objects faked by jets: with probability ``prob`` per jet, carrying ~Beta(z_a, z_b) of its pT.
+
+    Random numbers are drawn only for the jets that fake; the result is packed per event.
+    """
     sel = jets.valid & (rng.uniform(size=jets.valid.shape) < prob)
-    z = rng.beta(z_a, z_b, size=sel.shape)
-    p4 = kin.p4_from_ptetaphim(
-        jets.pt * z, jets.eta + rng.normal(0, 0.02, sel.shape), jets.phi + rng.normal(0, 0.02, sel.shape), 0.0
-    )
-    n, K = sel.shape
-    return Objects(p4 * sel[..., None], sel, origin=np.full((n, K), int(O.FAKE)), **cols)
+    ev, slot = np.nonzero(sel)
+    z = rng.beta(z_a, z_b, size=ev.size)
+    eta = jets.eta[ev, slot] + rng.normal(0, 0.02, ev.size)
+    phi = jets.phi[ev, slot] + rng.normal(0, 0.02, ev.size)
+    valid, cols = pack_ragged(ev, sel.shape[0], pt=jets.pt[ev, slot] * z, eta=eta, phi=phi)
+    p4 = kin.p4_from_ptetaphim(cols["pt"], cols["eta"], cols["phi"], 0.0) * valid[..., None]
+    return Objects(p4, valid, origin=np.full(valid.shape, int(O.FAKE)))
+
+
+def _beta_where(rng, mask: np.ndarray, a: float, b: float) -> np.ndarray:
+    """Beta(a, b) samples where ``mask`` is true, 0 elsewhere (draws only what is needed)."""
+    out = np.zeros(mask.shape)
+    out[mask] = rng.beta(a, b, size=int(mask.sum()))
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -276,6 +288,31 @@ def track_params(rng, pt, eta, charge, d0_extra=0.0, z0_offset=0.0):
     return d0, z0, qop, chi2, ndof
 
 
+def pack_ragged(event: np.ndarray, n: int, **arrays) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Pack flat per-object arrays (``event`` ids sorted ascending) into ``(n, W)`` rows.
+
+    Returns ``(valid (n, W), {name: (n, W)})`` with W the largest per-event count.
+    """
+    counts = np.bincount(event, minlength=n)
+    width = max(int(counts.max(initial=0)), 1)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(event.size) - starts[event]
+    valid = np.zeros((n, width), dtype=bool)
+    valid[event, slot] = True
+    out = {}
+    for name, a in arrays.items():
+        full = np.zeros((n, width), dtype=a.dtype)
+        full[event, slot] = a
+        out[name] = full
+    return valid, out
+
+
+def flatten(valid: np.ndarray, **arrays) -> dict[str, np.ndarray]:
+    """Flat arrays of the valid entries of padded ``(n, K, ...)`` arrays, with their ``event`` ids."""
+    idx = np.nonzero(valid)
+    return {"event": idx[0], **{k: np.broadcast_to(a, valid.shape)[idx] for k, a in arrays.items()}}
+
+
 def jet_tracks(rng, jets: Objects, keep_soft: np.ndarray, k: int = 4):
     """The ``k`` leading charged particles of each jet (|η| < 2.5), explicit.
 
@@ -284,52 +321,45 @@ def jet_tracks(rng, jets: Objects, keep_soft: np.ndarray, k: int = 4):
     lifetime-displaced d0. The soft remainder enters isolation analytically. Tracks below
     the stored-track threshold are only kept for jets with ``keep_soft`` (jets near an
     isolated object, where they enter isolation sums); elsewhere nothing would see them.
+    Computed on the flat list of jets inside the tracker; returns flat arrays with ``event``.
     """
-    n, J = jets.valid.shape
-    fch = rng.beta(6.0, 4.0, size=(n, J))
-    left = np.ones((n, J))
-    fr = []
-    for _ in range(k):
-        b = rng.beta(1.3, 2.5, size=(n, J))
-        fr.append(left * b)
-        left = left * (1 - b)
-    fr = np.stack(fr, axis=-1)  # (n, J, k)
-    jpt = jets.pt[..., None]
-    pt = jpt * fch[..., None] * fr
-    width = jets["width"][..., None]
-    eta = jets.eta[..., None] + rng.normal(0, 1, (n, J, k)) * width * 0.8
-    phi = kin.wrap_phi(jets.phi[..., None] + rng.normal(0, 1, (n, J, k)) * width * 0.8)
-    lab = jets["label"][..., None]
-    displaced = ((lab == 5) & (rng.uniform(size=(n, J, k)) < 0.7)) | ((lab == 4) & (rng.uniform(size=(n, J, k)) < 0.5))
+    sel = jets.valid & (np.abs(jets.eta) < 2.5)
+    ev, slot = np.nonzero(sel)
+    nj = ev.size
+    jpt, jeta, jphi = jets.pt[ev, slot], jets.eta[ev, slot], jets.phi[ev, slot]
+    width, lab = jets["width"][ev, slot], jets["label"][ev, slot]
+    is_pu = jets["origin"][ev, slot] == int(O.PILEUP)
+    fch = rng.beta(6.0, 4.0, size=nj)
+    b = rng.beta(1.3, 2.5, size=(nj, k))
+    left = np.cumprod(np.concatenate([np.ones((nj, 1)), 1.0 - b[:, :-1]], axis=1), axis=1)
+    pt = (jpt * fch)[:, None] * left * b
+    spread = (width * 0.8)[:, None]
+    eta = jeta[:, None] + rng.normal(0, 1, (nj, k)) * spread
+    phi = kin.wrap_phi(jphi[:, None] + rng.normal(0, 1, (nj, k)) * spread)
+    u = rng.uniform(size=(nj, k))
+    displaced = ((lab == 5)[:, None] & (u < 0.7)) | ((lab == 4)[:, None] & (u < 0.5))
     d0x = np.where(
         displaced,
-        rng.choice([-1.0, 1.0], size=(n, J, k)) * rng.exponential(np.where(lab == 5, 0.25, 0.12), size=(n, J, k)),
+        np.sign(rng.uniform(-1, 1, (nj, k))) * rng.exponential(1.0, (nj, k)) * np.where(lab == 5, 0.25, 0.12)[:, None],
         0.0,
     )
-    valid = jets.valid[..., None] & (np.abs(jets.eta[..., None]) < 2.5) & (pt > 0.5) & (np.abs(eta) < 2.5)
-    valid &= (pt > schema.COLLECTIONS["tracks"].pt_cut * 0.9) | keep_soft[..., None]
-    charge = rng.choice([-1, 1], size=(n, J, k))
-    origin = np.where(
-        jets["origin"][..., None] == int(O.PILEUP),
-        int(O.PILEUP),
-        np.where(displaced, int(O.HEAVY_FLAVOUR), int(O.UNDERLYING)),
-    )
-    z0off = np.where(jets["origin"][..., None] == int(O.PILEUP), jets["z_pu"][..., None], 0.0)
-
-    def rs(a):
-        return np.broadcast_to(a, (n, J, k)).reshape(n, J * k)
-
-    return dict(
-        pt=rs(pt),
-        eta=rs(eta),
-        phi=rs(phi),
-        charge=rs(charge),
-        d0x=rs(d0x),
-        z0off=rs(z0off),
-        valid=rs(valid),
-        origin=rs(origin),
-        owner=np.full((n, J * k), -1),
-    )
+    keep = (pt > 0.5) & (np.abs(eta) < 2.5)
+    keep &= (pt > schema.COLLECTIONS["tracks"].pt_cut * 0.9) | keep_soft[ev, slot][:, None]
+    origin = np.where(is_pu[:, None], int(O.PILEUP), np.where(displaced, int(O.HEAVY_FLAVOUR), int(O.UNDERLYING)))
+    z0off = np.broadcast_to(np.where(is_pu, jets["z_pu"][ev, slot], 0.0)[:, None], (nj, k))
+    charge = np.where(rng.uniform(size=(nj, k)) < 0.5, -1, 1)
+    r, c = np.nonzero(keep)
+    return {
+        "event": ev[r],
+        "pt": pt[r, c],
+        "eta": eta[r, c],
+        "phi": phi[r, c],
+        "charge": charge[r, c],
+        "d0x": d0x[r, c],
+        "z0off": z0off[r, c],
+        "origin": origin[r, c],
+        "owner": np.full(r.size, -1),
+    }
 
 
 def _dr(eta_a, phi_a, eta_b, phi_b):
@@ -340,18 +370,36 @@ def _dr(eta_a, phi_a, eta_b, phi_b):
     )
 
 
-def cone_sums(dr, obj_owner, trk, cones, pt_floor=schema.ISO_PT_FLOOR_GEV, z0_cut=schema.ISO_Z0SINTHETA_CUT_MM):
-    """Σ pT of explicit tracks within each cone (scalar or per-object array) of each object.
+def event_pairs(obj_event: np.ndarray, trk_event: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """All (object, track) index pairs within the same event; ``trk_event`` sorted ascending."""
+    counts = np.bincount(trk_event, minlength=n)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    per_obj = counts[obj_event]
+    obj_idx = np.repeat(np.arange(obj_event.size), per_obj)
+    offset = np.concatenate([[0], np.cumsum(per_obj)[:-1]])
+    trk_idx = starts[obj_event][obj_idx] + (np.arange(obj_idx.size) - offset[obj_idx])
+    return obj_idx, trk_idx
 
-    ``dr`` is the object-track ΔR matrix (N, A, T). Tracks need pT > 0.5 GeV and
-    |z0 sinθ| < 3 mm (DESIGN §2); the object's own track (same ``owner``) is excluded.
+
+def cone_sums(
+    objs: dict, trk: dict, n: int, cones, pt_floor=schema.ISO_PT_FLOOR_GEV, z0_cut=schema.ISO_Z0SINTHETA_CUT_MM
+) -> list[np.ndarray]:
+    """Σ pT of tracks within each cone (scalar, or one radius per object) of each object.
+
+    ``objs`` and ``trk`` are flat (``event``, ``eta``, ``phi``, ``owner``; tracks also ``pt``,
+    ``z0``, sorted by event). Tracks need pT > 0.5 GeV and |z0 sinθ| < 3 mm (DESIGN §2);
+    the object's own track (same ``owner``) is excluded.
     """
-    ok = trk["valid"] & (trk["pt"] > pt_floor) & (np.abs(trk["z0"] / np.cosh(trk["eta"])) < z0_cut)
-    usable = ok[:, None, :] & (trk["owner"][:, None, :] != obj_owner[..., None])
-    pt = trk["pt"].astype(np.float32)[:, None, :]
-    return [
-        np.sum(np.where(usable & (dr < np.asarray(c, dtype=np.float32)[..., None]), pt, 0.0), axis=-1) for c in cones
-    ]
+    oi, ti = event_pairs(objs["event"], trk["event"], n)
+    ok = (trk["pt"] > pt_floor) & (np.abs(trk["z0"] / np.cosh(trk["eta"])) < z0_cut)
+    use = ok[ti] & (trk["owner"][ti] != objs["owner"][oi])
+    oi, ti = oi[use], ti[use]
+    dr = kin.delta_r(objs["eta"][oi], objs["phi"][oi], trk["eta"][ti], trk["phi"][ti])
+    out = []
+    for c in cones:
+        r = np.asarray(c)[oi] if np.ndim(c) else c
+        out.append(np.bincount(oi, weights=np.where(dr < r, trk["pt"][ti], 0.0), minlength=objs["event"].size))
+    return out
 
 
 def soft_cone_sums(rng, dr_jets, jets: Objects, mu, cones, charged=True):
@@ -546,7 +594,9 @@ def reconstruct(rng, h: HardEvents, label: int, mc_channel: int, first_event_num
     )
     jmass = kin.mass(jets_t.p4) * rng.normal(1.0, 0.1, jpt.shape).clip(0.3)
     jets.p4 = kin.p4_from_ptetaphim(jets.pt, jets.eta, jets.phi, jmass)
-    gn2, dl1 = flavour_scores(rng, jets["label"], jets.pt, jets.eta)
+    gn2, dl1 = np.zeros((*jets.valid.shape, 3)), np.zeros((*jets.valid.shape, 3))
+    v = jets.valid
+    gn2[v], dl1[v] = flavour_scores(rng, jets["label"][v], jets.pt[v], jets.eta[v])
     jets.cols.update(
         GN2_pb=gn2[..., 0],
         GN2_pc=gn2[..., 1],
@@ -715,109 +765,115 @@ def reconstruct(rng, h: HardEvents, label: int, mc_channel: int, first_event_num
     taus.cols.update(RNNEleScore=ele, EleRNNLoose_v1=ele > 0.05, EleRNNMedium_v1=ele > 0.15, EleRNNTight_v1=ele > 0.25)
     taus = taus.compact()
 
-    # ---- tracks: leptons, tau prongs, jets' leading charged particles, pile-up ----
-    ne_, nm_ = electrons.valid.shape[1], muons.valid.shape[1]
+    # ---- tracks: leptons, tau prongs, jets' leading charged particles, pile-up (flat lists) ----
     n_prong = np.where(taus_true["mode"] >= 3, 3, 1)
     split = rng.dirichlet([2.0, 2.0, 2.0], size=(n, L))
     split = np.where((n_prong == 1)[..., None], np.array([1.0, 0.0, 0.0]), split)
     prong_pt = (taus_true.pt * TAU_CHARGED_FRACTION[taus_true["mode"]])[..., None] * split
-    prong_eta = taus_true.eta[..., None] + rng.normal(0, 0.02, (n, L, 3))
-    prong_phi = taus_true.phi[..., None] + rng.normal(0, 0.02, (n, L, 3))
-    q_tau = taus_true["charge"]
-    prong_q = np.stack([q_tau, q_tau, -q_tau], -1)  # 3-prong charges sum to the tau charge
+    q_tau = taus_true["charge"][..., None]
     prong_valid = taus_true.valid[..., None] & (np.arange(3)[None, None, :] < n_prong[..., None]) & (prong_pt > 0.5)
     iso_objs = Objects.concat(
         Objects(electrons.p4, electrons.valid), Objects(muons.p4, muons.valid), Objects(photons.p4, photons.valid)
     )
-    near_iso = ((_dr(jets_t.eta, jets_t.phi, iso_objs.eta, iso_objs.phi) < 0.9) & iso_objs.valid[:, None, :]).any(-1)
-    jt = jet_tracks(rng, Objects(jets_t.p4, jets_t.valid & (jets_t["label"] != 15), **jets_t.cols), near_iso)
+    jf = flatten(jets_t.valid, eta=jets_t.eta, phi=jets_t.phi)
+    isf = flatten(iso_objs.valid, eta=iso_objs.eta, phi=iso_objs.phi)
+    ji, ii = event_pairs(jf["event"], isf["event"], n)
+    close = kin.delta_r(jf["eta"][ji], jf["phi"][ji], isf["eta"][ii], isf["phi"][ii]) < 0.9
+    near_iso = np.zeros(jets_t.valid.shape, dtype=bool)
+    near_iso[jets_t.valid] = np.bincount(ji, weights=close, minlength=jf["event"].size) > 0
+    e_owner = 1000 + np.arange(electrons.valid.shape[1])[None, :]
+    m_owner = 2000 + np.arange(muons.valid.shape[1])[None, :]
     n_pu_trk = 6
-    k_pu = np.minimum(rng.poisson(0.05 * mu), n_pu_trk)
-    e_owner = 1000 + np.arange(ne_)[None, :] + 0 * electrons.valid
-    m_owner = np.where(muons["has_track"], 2000 + np.arange(nm_)[None, :], -2)
-    z_e = np.zeros((n, ne_ + nm_ + 3 * L))
-    parts = {
-        "pt": [
-            electrons.pt * rng.beta(12.0, 1.5, (n, ne_)),
-            kin.pt(muons["tp4"]) * rng.normal(1.0, 0.02, (n, nm_)),
-            prong_pt.reshape(n, 3 * L),
-            jt["pt"],
-            kin.power_law(rng, 4.0, 2.0, 200.0, size=(n, n_pu_trk)),
-        ],
-        "eta": [
-            electrons.eta,
-            muons.eta,
-            prong_eta.reshape(n, 3 * L),
-            jt["eta"],
-            rng.uniform(-2.5, 2.5, (n, n_pu_trk)),
-        ],
-        "phi": [
-            electrons.phi,
-            muons.phi,
-            prong_phi.reshape(n, 3 * L),
-            jt["phi"],
-            rng.uniform(-np.pi, np.pi, (n, n_pu_trk)),
-        ],
-        "charge": [
-            electrons["charge"],
-            muons["charge"],
-            prong_q.reshape(n, 3 * L),
-            jt["charge"],
-            _random_charge(rng, (n, n_pu_trk)),
-        ],
-        "valid": [
+    pu_valid = np.arange(n_pu_trk)[None, :] < np.minimum(rng.poisson(0.05 * mu), n_pu_trk)[:, None]
+    zeros = 0.0
+    sources = [
+        flatten(
             electrons.valid & (np.abs(electrons.eta) < 2.5),
+            pt=electrons.pt * rng.beta(12.0, 1.5, electrons.pt.shape),
+            eta=electrons.eta,
+            phi=electrons.phi,
+            charge=electrons["charge"],
+            owner=e_owner,
+            origin=electrons["origin"],
+            d0x=zeros,
+            z0off=zeros,
+        ),
+        flatten(
             muons.valid & muons["has_track"],
-            prong_valid.reshape(n, 3 * L),
-            jt["valid"],
-            np.arange(n_pu_trk)[None, :] < k_pu[:, None],
-        ],
-        "owner": [e_owner, m_owner, np.full((n, 3 * L), -1), jt["owner"], np.full((n, n_pu_trk), -1)],
-        "origin": [
-            electrons["origin"],
-            muons["origin"],
-            np.full((n, 3 * L), int(O.PROMPT)),
-            jt["origin"],
-            np.full((n, n_pu_trk), int(O.PILEUP)),
-        ],
-        "d0x": [z_e, jt["d0x"], np.zeros((n, n_pu_trk))],
-        "z0off": [z_e, jt["z0off"], rng.normal(0, 45.0 * np.sqrt(2.0), (n, n_pu_trk)) - pv[:, 2:3]],
-    }
-    tr = {k: np.concatenate(v, axis=1) for k, v in parts.items()}
-    cand = Objects(np.zeros((*tr["pt"].shape, 4)), tr.pop("valid") & (np.abs(tr["eta"]) < 2.5), **tr).compact()
-    tr = cand.cols
-    trk_sigma = np.sqrt(0.01**2 + (0.0005 * tr["pt"]) ** 2)
-    tr["pt"] = tr["pt"] * np.maximum(1.0 + trk_sigma * rng.normal(size=trk_sigma.shape), 0.1)
-    tr["eta"] = tr["eta"] + rng.normal(0, 0.001, trk_sigma.shape)
-    tracks = Objects(
-        kin.p4_from_ptetaphim(tr["pt"], tr["eta"], kin.wrap_phi(tr["phi"]), 0.1396),
-        cand.valid & (tr["pt"] > 0.5),
-        **{k: tr[k] for k in ("charge", "d0x", "z0off", "owner", "origin")},
-    ).compact()
-    tracks["d0"], tracks["z0"], tracks["qOverP"], tracks["chiSquared"], tracks["nDoF"] = track_params(
-        rng, tracks.pt, tracks.eta, tracks["charge"], tracks["d0x"], tracks["z0off"]
+            pt=kin.pt(muons["tp4"]) * rng.normal(1.0, 0.02, muons.pt.shape),
+            eta=muons.eta,
+            phi=muons.phi,
+            charge=muons["charge"],
+            owner=m_owner,
+            origin=muons["origin"],
+            d0x=zeros,
+            z0off=zeros,
+        ),
+        flatten(
+            prong_valid,
+            pt=prong_pt,
+            eta=taus_true.eta[..., None] + rng.normal(0, 0.02, (n, L, 3)),
+            phi=taus_true.phi[..., None] + rng.normal(0, 0.02, (n, L, 3)),
+            charge=np.concatenate([q_tau, q_tau, -q_tau], -1),  # 3-prong charges sum to the tau charge
+            owner=-1,
+            origin=int(O.PROMPT),
+            d0x=zeros,
+            z0off=zeros,
+        ),
+        jet_tracks(rng, Objects(jets_t.p4, jets_t.valid & (jets_t["label"] != 15), **jets_t.cols), near_iso),
+        flatten(
+            pu_valid,
+            pt=kin.power_law(rng, 4.0, 2.0, 200.0, size=(n, n_pu_trk)),
+            eta=rng.uniform(-2.5, 2.5, (n, n_pu_trk)),
+            phi=rng.uniform(-np.pi, np.pi, (n, n_pu_trk)),
+            charge=_random_charge(rng, (n, n_pu_trk)),
+            owner=-1,
+            origin=int(O.PILEUP),
+            d0x=zeros,
+            z0off=rng.normal(0, 45.0 * np.sqrt(2.0), (n, n_pu_trk)) - pv[:, 2:3],
+        ),
+    ]
+    trk = {k: np.concatenate([np.asarray(src[k]) for src in sources]) for k in sources[0]}
+    order = np.argsort(trk["event"], kind="stable")
+    trk = {k: v[order] for k, v in trk.items()}
+    sigma = np.sqrt(0.01**2 + (0.0005 * trk["pt"]) ** 2)
+    trk["pt"] = trk["pt"] * np.maximum(1.0 + sigma * rng.normal(size=sigma.shape), 0.1)
+    trk["eta"] = trk["eta"] + rng.normal(0, 0.001, sigma.shape)
+    trk["phi"] = kin.wrap_phi(trk["phi"])
+    keep = (trk["pt"] > 0.5) & (np.abs(trk["eta"]) < 2.5)
+    trk = {k: v[keep] for k, v in trk.items()}
+    trk["d0"], trk["z0"], trk["qOverP"], trk["chiSquared"], trk["nDoF"] = track_params(
+        rng, trk["pt"], trk["eta"], trk["charge"], trk["d0x"], trk["z0off"]
     )
-    trk = {
-        "pt": tracks.pt,
-        "eta": tracks.eta,
-        "phi": tracks.phi,
-        "z0": tracks["z0"],
-        "valid": tracks.valid,
-        "owner": tracks["owner"],
-    }
+    stored = trk["pt"] >= schema.COLLECTIONS["tracks"].pt_cut
+    t_valid, t_cols = pack_ragged(
+        trk["event"][stored],
+        n,
+        **{k: trk[k][stored] for k in ("pt", "eta", "phi", "d0", "z0", "qOverP", "chiSquared", "nDoF", "origin")},
+    )
+    tracks = Objects(
+        kin.p4_from_ptetaphim(t_cols.pop("pt"), t_cols.pop("eta"), t_cols.pop("phi"), 0.1396), t_valid, **t_cols
+    )
 
     # ---- isolation (track: explicit tracks + soft part; calorimeter: jets' energy + noise) ----
     def isolation(objs: Objects, owner, track_cones, calo_cones):
-        dr_t = _dr(objs.eta, objs.phi, tracks.eta, tracks.phi)
+        flat = flatten(objs.valid, eta=objs.eta, phi=objs.phi, owner=owner)
+        hard_flat = cone_sums(
+            flat, trk, n, [np.broadcast_to(c, objs.valid.shape)[objs.valid] if np.ndim(c) else c for c in track_cones]
+        )
+        hard = []
+        for h_ in hard_flat:
+            full = np.zeros(objs.valid.shape)
+            full[objs.valid] = h_
+            hard.append(full)
         dr_j = _dr(objs.eta, objs.phi, jets_t.eta, jets_t.phi)
-        hard = cone_sums(dr_t, owner, trk, track_cones)
         soft = soft_cone_sums(rng, dr_j, jets_t, mu, track_cones)
         calo = soft_cone_sums(rng, dr_j, jets_t, mu, calo_cones, charged=False)
         return [h_ + s_ for h_, s_ in zip(hard, soft, strict=True)], calo
 
     for objs, owner in (
-        (electrons, 1000 + np.arange(electrons.valid.shape[1])[None, :] + 0 * electrons.valid),
-        (muons, np.where(muons["has_track"], 2000 + np.arange(muons.valid.shape[1])[None, :], -2)),
+        (electrons, np.broadcast_to(e_owner, electrons.valid.shape)),
+        (muons, np.where(muons["has_track"], m_owner, -2)),
     ):
         (c30, var), (c20,) = isolation(objs, owner, [0.3, np.minimum(0.3, 10.0 / np.maximum(objs.pt, 1e-3))], [0.2])
         objs["trk_iso03"] = c30 / np.maximum(objs.pt, 1e-3)

@@ -53,6 +53,8 @@ class EventWriter:
         metadata: attributes of the ``metadata`` group (``n_events`` is set on close).
         compression: h5py filter (``"gzip"``, ``"lzf"`` or ``None``).
         compression_opts: filter level (gzip 1 is fast and still shrinks padding ~10x).
+        shuffle: HDF5 byte-shuffle filter. Off by default: on these padded arrays it made
+            files larger and writing slower (805 vs 697 bytes/event for ttbar, gzip 1).
         chunk_events: events per HDF5 chunk (the reader reads whole chunks).
         require_schema: check that the first batch holds every key of the schema.
 
@@ -70,6 +72,7 @@ class EventWriter:
         compression_opts: int | None = 1,
         chunk_events: int = 4096,
         require_schema: bool = True,
+        shuffle: bool = False,
     ):
         self.path = Path(path)
         self.tmp_path = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
@@ -78,6 +81,7 @@ class EventWriter:
         self.compression_opts = compression_opts if compression == "gzip" else None
         self.chunk_events = int(chunk_events)
         self.require_schema = require_schema
+        self.shuffle = shuffle and compression is not None
         self.n_events = 0
         self._file: h5py.File | None = None
         self._keys: list[str] | None = None
@@ -162,7 +166,7 @@ class EventWriter:
                 chunks=(self.chunk_events, *tail),
                 compression=self.compression,
                 compression_opts=self.compression_opts,
-                shuffle=self.compression is not None,
+                shuffle=self.shuffle,
             )
         self._keys = list(batch)
 

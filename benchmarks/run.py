@@ -1,0 +1,214 @@
+"""Benchmarks: one command reproduces every figure in ``benchmarks/RESULTS.md``.
+
+    python benchmarks/run.py                 # all sections
+    python benchmarks/run.py --only reader   # one section (others keep their last results)
+    python benchmarks/run.py --quick         # small sizes, for a smoke run
+
+Each section writes ``benchmarks/results/<section>.json`` and ``.md``; ``RESULTS.md`` is
+assembled from all section files with the machine each ran on. Work files go to
+``benchmarks/_work/`` (ignored by git).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+WORK = HERE / "_work"
+
+
+def machine() -> dict:
+    """The machine a benchmark ran on."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        import psutil
+
+        mem = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu,
+        "cores": cores,
+        "memory_gib": mem,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "h5py": h5py.__version__,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _machine_line(m: dict) -> str:
+    return f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, {m['date']}"
+
+
+# --------------------------------------------------------------------------------------
+def bench_generator(quick: bool) -> tuple[dict, str]:
+    """End-to-end generation (generate + compress + write) per process, and generation alone."""
+    from hep_event_models.generator import generate, generate_batch
+
+    n = 20_000 if quick else 200_000
+    rows = {}
+    for proc in ("hzz4l", "zz4l", "ttbar", "dy"):
+        t = time.perf_counter()
+        generate_batch(proc, 20_000, seed=1)
+        gen_only = 20_000 / (time.perf_counter() - t)
+        out = WORK / f"gen_{proc}.h5"
+        s = generate(proc, n, out, seed=1, progress=False)
+        rows[proc] = {
+            "events": n,
+            "end_to_end_events_per_s": s["events_per_second"],
+            "events_per_minute": s["events_per_second"] * 60,
+            "generation_only_events_per_s_1proc": gen_only,
+            "bytes_per_event": out.stat().st_size / n,
+        }
+    mean_rate = n * len(rows) / sum(n / r["end_to_end_events_per_s"] for r in rows.values())
+    res = {"rows": rows, "mix_events_per_minute": mean_rate * 60}
+    md = [
+        "| process | events | end-to-end events/s (all cores, gzip) | events/min "
+        "| generation only, 1 process | bytes/event |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for p, r in rows.items():
+        md.append(
+            f"| {p} | {r['events']:,} | {r['end_to_end_events_per_s']:,.0f} | {r['events_per_minute'] / 1e6:.2f}M | "
+            f"{r['generation_only_events_per_s_1proc']:,.0f} | {r['bytes_per_event']:.0f} |"
+        )
+    md.append(
+        f"\nEqual mix of the four processes: **{res['mix_events_per_minute'] / 1e6:.2f}M events/minute** end to end."
+    )
+    return res, "\n".join(md)
+
+
+_READ_CHILD = textwrap.dedent(
+    """
+    import sys, time, json
+    from hep_event_models.io import EventReader
+
+    def peak_rss_mib():  # VmHWM: this process's own peak (ru_maxrss would include the parent's at fork)
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+
+    t = time.perf_counter(); n = 0; objects = 0
+    for b in EventReader(sys.argv[1], selection=None, scalars=["event/mu"], chunk_size=int(sys.argv[2])):
+        n += len(b)
+        objects += sum(int(c.mask.sum()) for k, c in b.collections.items() if k != "met")
+    dt = time.perf_counter() - t
+    print(json.dumps({"events": n, "objects": objects, "seconds": dt,
+                      "peak_rss_mib": peak_rss_mib()}))
+    """
+)
+
+
+def bench_reader(quick: bool) -> tuple[dict, str]:
+    """Streaming read of every collection and feature: speed and peak RSS vs file size."""
+    from hep_event_models.generator import generate
+
+    sizes = (10_000, 100_000) if quick else (100_000, 1_000_000)
+    chunk = 8192
+    rows = {}
+    for n in sizes:
+        path = WORK / f"read_ttbar_{n}.h5"
+        if not path.exists() or h5py.File(path, "r")["metadata"].attrs["n_events"] != n:
+            generate("ttbar", n, path, seed=2, progress=False)
+        out = subprocess.run(
+            [sys.executable, "-c", _READ_CHILD, str(path), str(chunk)], capture_output=True, text=True, check=True
+        )
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r["events_per_s"] = r["events"] / r["seconds"]
+        r["objects_per_s"] = r["objects"] / r["seconds"]
+        r["file_mib"] = path.stat().st_size / 2**20
+        rows[n] = r
+    small, large = rows[sizes[0]], rows[sizes[1]]
+    ratio = large["peak_rss_mib"] / small["peak_rss_mib"]
+    res = {"chunk_size": chunk, "rows": {str(k): v for k, v in rows.items()}, "rss_ratio_large_over_small": ratio}
+    md = [
+        f"ttbar files, every collection and feature, chunks of {chunk:,} events, one process:",
+        "",
+        "| events in file | file MiB | events/s | objects/s | peak RSS MiB |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for n, r in rows.items():
+        md.append(
+            f"| {n:,} | {r['file_mib']:.0f} | {r['events_per_s']:,.0f} | {r['objects_per_s']:,.0f} | "
+            f"{r['peak_rss_mib']:.0f} |"
+        )
+    md.append(
+        f"\nPeak RSS for {sizes[1]:,} events is {ratio:.2f}× that for {sizes[0]:,}: memory is set by the chunk, "
+        "not the file."
+    )
+    return res, "\n".join(md)
+
+
+SECTIONS = {
+    "generator": ("Event generator", bench_generator),
+    "reader": ("HDF5 reader", bench_reader),
+}
+
+
+def assemble() -> str:
+    parts = [
+        "# Benchmark results",
+        "",
+        "Reproduce with `python benchmarks/run.py` (or `--only SECTION`). Each section states the machine it ran on.",
+        "",
+    ]
+    for key, (title, _) in SECTIONS.items():
+        j, m = RESULTS / f"{key}.json", RESULTS / f"{key}.md"
+        if not (j.exists() and m.exists()):
+            continue
+        info = json.loads(j.read_text())
+        parts += [
+            f"## {title}",
+            "",
+            f"Machine: {_machine_line(info['machine'])}" + (" (quick run)" if info.get("quick") else ""),
+            "",
+            m.read_text().strip(),
+            "",
+        ]
+    return "\n".join(parts)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    args = ap.parse_args(argv)
+    RESULTS.mkdir(exist_ok=True)
+    WORK.mkdir(exist_ok=True)
+    for key in args.only.split(","):
+        title, fn = SECTIONS[key]
+        print(f"== {title}", flush=True)
+        res, md = fn(args.quick)
+        res = {"machine": machine(), "quick": args.quick, **res}
+        (RESULTS / f"{key}.json").write_text(json.dumps(res, indent=2) + "\n")
+        (RESULTS / f"{key}.md").write_text(md + "\n")
+        print(md, flush=True)
+    (HERE / "RESULTS.md").write_text(assemble())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training loops: object tokenizers (and, later, event models)."""

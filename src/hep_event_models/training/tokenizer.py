@@ -1,0 +1,281 @@
+"""Training an ObjectTokenizer by streaming events (``hep-event-models fit-tokenizer``).
+
+1. Preprocessing statistics are fitted in one streaming pass over the training events.
+2. The VQ-VAE trains on shuffled batches of about ``batch_size`` real objects drawn from
+   a streaming reader (file order, chunk order and events within a buffer shuffled,
+   new order every pass), so data size is bounded by disk, not memory.
+3. Every ``val_every``-th event of each file (by row) is held out: never used for fitting
+   or training, and used for validation (and by ``diagnose`` with the same rule).
+4. Checkpoints (model, optimizer, scheduler, step, RNG state) are written atomically every
+   ``checkpoint_every`` steps; ``resume=True`` continues from the last one. After resuming
+   the data stream restarts with a new deterministic order (seeded by the step), so a
+   resumed run is reproducible but not bit-identical to an uninterrupted one.
+5. The final tokenizer is written with ``save_pretrained`` into a temporary directory and
+   moved into place, so ``out_dir`` never holds a half-written tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import ObjectConfig, load_object_config
+from ..io.reader import EventReader
+from ..object_tokenizer import ObjectTokenizer, ObjectTokenizerSettings
+from ..preprocessing import ObjectPreprocessor
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+def held_out(event_index: np.ndarray, val_every: int) -> np.ndarray:
+    """Validation events: every ``val_every``-th row of each file (deterministic, streaming)."""
+    return (event_index % val_every) == 0 if val_every > 0 else np.zeros(event_index.shape, bool)
+
+
+def fit_preprocessor(
+    cfg: ObjectConfig,
+    data,
+    val_every: int = 20,
+    max_events: int | None = None,
+    chunk_size: int = 50_000,
+    progress: bool = True,
+    seed: int = 0,
+) -> ObjectPreprocessor:
+    """Fit the preprocessing of ``cfg`` on the training events of ``data`` in one streaming pass."""
+    pre = ObjectPreprocessor(cfg, seed=seed)
+    reader = EventReader(data, selection=[cfg], scalars=(), chunk_size=chunk_size, max_events=max_events)
+    for b in tqdm(reader, desc=f"fit preprocessing {cfg.object}", unit="chunk", disable=not progress):
+        c = b.collections[cfg.object]
+        keep = c.mask & ~held_out(b.event_index, val_every)[:, None]
+        if keep.any():
+            pre.partial_fit(c.values[keep])
+    return pre.finalize()
+
+
+def object_batches(
+    cfg: ObjectConfig,
+    data,
+    batch_size: int,
+    val_every: int,
+    seed: int,
+    start_epoch: int = 0,
+    shuffle_buffer: int = 100_000,
+    chunk_size: int = 16_384,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Endless shuffled training batches ``(values (B, M, F), mask (B, M))`` of ~``batch_size`` objects."""
+    reader = EventReader(
+        data, selection=[cfg], scalars=(), chunk_size=chunk_size, shuffle_buffer=shuffle_buffer, seed=seed
+    )
+    epoch = start_epoch
+    while True:
+        reader.set_epoch(epoch)
+        produced = False
+        for b in reader:
+            c = b.collections[cfg.object]
+            train = ~held_out(b.event_index, val_every)
+            vals, mask = c.values[train], c.mask[train]
+            counts = np.cumsum(mask.sum(axis=1))
+            if counts.size == 0 or counts[-1] == 0:
+                continue
+            # split the chunk's events into groups holding ~batch_size objects
+            edges = np.searchsorted(counts, np.arange(batch_size, counts[-1] + batch_size, batch_size), side="left")
+            start = 0
+            for e in edges:
+                e = min(int(e) + 1, len(counts))
+                if e > start and mask[start:e].any():
+                    produced = True
+                    yield vals[start:e], mask[start:e]
+                start = e
+        if not produced:
+            raise ValueError(f"no {cfg.object} objects in the training events of {data!r}")
+        epoch += 1
+
+
+def validation_set(
+    cfg: ObjectConfig, data, val_every: int, max_objects: int = 50_000, chunk_size: int = 50_000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out events holding up to ``max_objects`` objects: ``(values, mask)``."""
+    vals, masks, n = [], [], 0
+    for b in EventReader(data, selection=[cfg], scalars=(), chunk_size=chunk_size):
+        c = b.collections[cfg.object]
+        sel = held_out(b.event_index, val_every)
+        vals.append(c.values[sel])
+        masks.append(c.mask[sel])
+        n += int(c.mask[sel].sum())
+        if n >= max_objects:
+            break
+    return np.concatenate(vals), np.concatenate(masks)
+
+
+def _lr_lambda(warmup: int, total: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        prog = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog))
+
+    return f
+
+
+def _save_checkpoint(out: Path, model, opt, sched, step: int, history: list) -> None:
+    tmp = out / f".{CHECKPOINT_DIR}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "step": step,
+            "history": history,
+            "torch_rng": torch.get_rng_state(),
+        },
+        tmp / "state.pt",
+    )
+    (tmp / "init.json").write_text(
+        json.dumps(
+            {
+                "object_config": model.object_config.to_dict(),
+                "preprocessing": model.preprocessor.to_dict(),
+                "settings": asdict(model.settings),
+            }
+        )
+    )
+    final = out / CHECKPOINT_DIR
+    old = out / f".{CHECKPOINT_DIR}.old"
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@torch.no_grad()
+def evaluate_tokenizer(model: ObjectTokenizer, values: np.ndarray, mask: np.ndarray) -> dict:
+    """Validation loss and per-level code usage on held-out objects."""
+    model.eval()
+    x, m, tg = model.prepare(values, mask)
+    res = model(x, m, tg)
+    codes = res["codes"].cpu().numpy()
+    usage = [len(np.unique(codes[:, q])) / size for q, size in enumerate(model.codebook_sizes)]
+    return {"val_loss": float(res["loss"]), "val_feature_losses": res["feature_losses"], "val_usage": usage}
+
+
+def fit_object_tokenizer(
+    config: str | Path | ObjectConfig,
+    data,
+    out_dir: str | Path,
+    settings: dict | None = None,
+    max_steps: int = 2000,
+    batch_size: int = 4096,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    warmup_steps: int = 100,
+    val_every: int = 20,
+    eval_every: int = 100,
+    checkpoint_every: int = 200,
+    resume: bool = False,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+    preprocess_max_events: int | None = None,
+) -> dict:
+    """Fit preprocessing and train one object tokenizer; save it to ``out_dir``.
+
+    ``settings`` override the config's ``tokenizer:`` section (``ObjectTokenizerSettings``).
+    Returns the training summary, also written to ``out_dir/training_summary.json``.
+    """
+    cfg = config if isinstance(config, ObjectConfig) else load_object_config(config)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda requested but CUDA is not available")
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    ckpt = out / CHECKPOINT_DIR
+    history: list[dict] = []
+    start_step = 0
+    if resume and (ckpt / "state.pt").exists():
+        init = json.loads((ckpt / "init.json").read_text())
+        model = ObjectTokenizer(**init)
+        state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        start_step, history = int(state["step"]), state["history"]
+        torch.set_rng_state(state["torch_rng"])
+    else:
+        state = None
+        s = {**dict(cfg.extra.get("tokenizer", {}) or {}), **dict(settings or {})}
+        ObjectTokenizerSettings.from_dict(s)  # fail early on a bad setting
+        pre = fit_preprocessor(
+            cfg, data, val_every=val_every, max_events=preprocess_max_events, progress=progress, seed=seed
+        )
+        model = ObjectTokenizer.from_fitted(cfg, pre, s)
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(warmup_steps, max_steps))
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+    val_values, val_mask = validation_set(cfg, data, val_every)
+    if not val_mask.any():
+        raise ValueError(f"no held-out {cfg.object} objects for validation (val_every={val_every})")
+
+    batches = object_batches(cfg, data, batch_size, val_every, seed, start_epoch=start_step)
+    bar = tqdm(
+        total=max_steps, initial=start_step, desc=f"fit {cfg.object} tokenizer", unit="step", disable=not progress
+    )
+    step = start_step
+    while step < max_steps:
+        values, mask = next(batches)
+        model.train()
+        x, m, tg = model.prepare(values, mask)
+        res = model(x, m, tg)
+        opt.zero_grad(set_to_none=True)
+        res["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(res['loss']):.4f}")
+        if step % eval_every == 0 or step == max_steps:
+            rec = {
+                "step": step,
+                "train_loss": float(res["loss"]),
+                "lr": sched.get_last_lr()[0],
+                **evaluate_tokenizer(model, val_values, val_mask),
+            }
+            history.append(rec)
+            with open(out / "train_log.jsonl", "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+        if checkpoint_every and step % checkpoint_every == 0 and step < max_steps:
+            _save_checkpoint(out, model, opt, sched, step, history)
+    bar.close()
+
+    final_eval = evaluate_tokenizer(model, val_values, val_mask)
+    model.cpu()
+    tmp = out / ".final.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    for f in tmp.iterdir():
+        f.replace(out / f.name)
+    tmp.rmdir()
+    summary = {
+        "object": cfg.object,
+        "steps": step,
+        "batch_size": batch_size,
+        "seconds": time.perf_counter() - t0,
+        "device": device,
+        "final": final_eval,
+        "model": model.describe(),
+    }
+    (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

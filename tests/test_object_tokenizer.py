@@ -1,0 +1,139 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hep_event_models import schema
+from hep_event_models.config import load_object_config
+from hep_event_models.io import EventBatch, EventReader
+from hep_event_models.object_tokenizer import ObjectTokenizer, ObjectTokenizerSettings
+from hep_event_models.preprocessing import ObjectPreprocessor
+
+SMALL = {"codebook_size": 128, "num_quantizers": 3, "hidden_dim": 64, "num_layers": 2}
+
+
+def _jets(samples, n_events=4000):
+    cfg = load_object_config("jets")
+    b = EventBatch.concat(
+        list(EventReader(samples["ttbar"], selection=[cfg], chunk_size=n_events, max_events=n_events))
+    )
+    return cfg, b.collections["jets"]
+
+
+def _tokenizer(cfg, coll, settings, steps=15):
+    torch.manual_seed(0)
+    pre = ObjectPreprocessor(cfg)
+    pre.partial_fit(coll.values[coll.mask])
+    tok = ObjectTokenizer.from_fitted(cfg, pre.finalize(), settings)
+    opt = torch.optim.Adam(tok.parameters(), 1e-3)
+    x, m, tg = tok.prepare(coll.values, coll.mask)
+    for _ in range(steps):  # a few steps: k-means init, EMA and dead-code expiry move the codebooks
+        tok.train()
+        loss = tok(x, m, tg)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return tok.eval()
+
+
+def _assert_same_codes(tok, real, fast, ref):
+    """Codes agree; where not, both choices are equally near (a float-precision tie)."""
+    same = (fast == ref).all(axis=1)
+    if same.all():
+        return
+    with torch.no_grad():
+        z = tok.quantizer.project_in(tok.encoder(torch.from_numpy(tok.preprocessor.forward(real[~same]))))
+    cbs = [cb.numpy() for cb in tok._codebooks()]
+    for row, (zf, a, b) in enumerate(zip(z.numpy(), fast[~same], ref[~same], strict=True)):
+        residual = zf.astype(np.float64)
+        for level, cb in enumerate(cbs):
+            if a[level] != b[level]:
+                da = np.sum((residual - cb[a[level]]) ** 2)
+                db = np.sum((residual - cb[b[level]]) ** 2)
+                assert abs(da - db) <= 1e-5 * max(da, db, 1e-12), (row, level, da, db)
+                break
+            residual = residual - cb[a[level]]
+    assert same.mean() > 0.999
+
+
+@pytest.mark.parametrize("cosine", [False, True])
+def test_fast_encoding_returns_the_library_codes(samples, cosine):
+    cfg, coll = _jets(samples)
+    tok = _tokenizer(cfg, coll, {**SMALL, "use_cosine_sim": cosine})
+    real = coll.values[coll.mask]
+    ref = tok.encode(real, backend="library")
+    assert ref.shape == (len(real), 3) and ref.min() >= 0 and ref.max() < 128
+    _assert_same_codes(tok, real, tok.encode(real, backend="faiss"), ref)
+    _assert_same_codes(tok, real, tok.encode(real, backend="torch"), ref)
+
+
+def test_padded_encode_and_decode(samples):
+    cfg, coll = _jets(samples, 1000)
+    tok = _tokenizer(cfg, coll, SMALL, steps=3)
+    codes = tok.encode(coll.values, coll.mask)
+    assert codes.shape == (*coll.mask.shape, 3)
+    assert (codes[~coll.mask] == -1).all() and (codes[coll.mask] >= 0).all()
+    np.testing.assert_array_equal(codes[coll.mask], tok.encode(coll.values[coll.mask]))
+    dec = tok.decode(codes)
+    assert dec.shape == coll.values.shape
+    assert (dec[~coll.mask] == 0).all()
+    # decoded values respect their kinds: integers, probabilities, angles
+    real = dec[coll.mask]
+    names = tok.feature_names
+    assert np.array_equal(real[:, names.index("n_trk")], np.rint(real[:, names.index("n_trk")]))
+    gn2 = real[:, names.index("GN2_pb")]
+    assert gn2.min() >= 0 and gn2.max() <= 1
+    assert np.abs(real[:, names.index("phi")]).max() <= np.pi
+
+
+def test_transformer_encoder_and_fsq_option(samples):
+    cfg, coll = _jets(samples, 500)
+    for settings in (
+        {**SMALL, "encoder": "transformer", "num_layers": 1},
+        {"quantizer": "rfsq", "fsq_levels": [4, 4, 4], "num_quantizers": 2, "hidden_dim": 32},
+    ):
+        tok = _tokenizer(cfg, coll, settings, steps=2)
+        codes = tok.encode(coll.values, coll.mask)
+        assert codes.shape[-1] == tok.num_quantizers
+        assert (codes[coll.mask] >= 0).all() and (codes[coll.mask] < tok.codebook_sizes[0]).all()
+        assert tok.decode(codes).shape == coll.values.shape
+    if True:  # the transformer sees the whole event: padding must not change real objects' codes
+        tok = _tokenizer(cfg, coll, {**SMALL, "encoder": "transformer", "num_layers": 1}, steps=2)
+        padded = np.concatenate([coll.values, np.zeros((len(coll.values), 3, coll.values.shape[2]), np.float32)], 1)
+        pmask = np.concatenate([coll.mask, np.zeros((len(coll.mask), 3), bool)], 1)
+        np.testing.assert_array_equal(tok.encode(padded, pmask)[pmask], tok.encode(coll.values, coll.mask)[coll.mask])
+
+
+def test_save_load_round_trip(samples, tmp_path):
+    cfg, coll = _jets(samples, 1000)
+    tok = _tokenizer(cfg, coll, SMALL, steps=5)
+    tok.save_pretrained(tmp_path / "tok")
+    saved = json.loads((tmp_path / "tok" / "config.json").read_text())
+    assert saved["object_config"]["object"] == "jets" and saved["settings"]["codebook_size"] == 128
+    assert (tmp_path / "tok" / "model.safetensors").exists()
+    tok2 = ObjectTokenizer.from_pretrained(tmp_path / "tok")
+    sd1, sd2 = tok.state_dict(), tok2.state_dict()
+    assert sd1.keys() == sd2.keys()
+    for k in sd1:
+        assert torch.equal(sd1[k], sd2[k]), k
+    real = coll.values[coll.mask]
+    codes = tok.encode(real)
+    np.testing.assert_array_equal(tok2.encode(real), codes)
+    np.testing.assert_array_equal(tok2.decode(codes), tok.decode(codes))
+
+
+def test_bad_settings_and_versions(samples, tmp_path):
+    with pytest.raises(ValueError, match="unknown tokenizer settings"):
+        ObjectTokenizerSettings.from_dict({"codebook_sise": 12})
+    with pytest.raises(ValueError, match="encoder must be"):
+        ObjectTokenizerSettings.from_dict({"encoder": "cnn"})
+    cfg, coll = _jets(samples, 300)
+    tok = _tokenizer(cfg, coll, SMALL, steps=1)
+    tok.save_pretrained(tmp_path / "tok")
+    c = json.loads((tmp_path / "tok" / "config.json").read_text())
+    c["format_version"] = 99
+    (tmp_path / "tok" / "config.json").write_text(json.dumps(c))
+    with pytest.raises(ValueError, match="format_version 99 is not supported"):
+        ObjectTokenizer.from_pretrained(tmp_path / "tok")
+    assert schema.LOG_STANDARD in tok.describe()["features"].values()
