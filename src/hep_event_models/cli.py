@@ -107,6 +107,7 @@ def cmd_fit_tokenizer(args) -> int:
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         lr=args.lr,
+        warmup_steps=args.warmup_steps,
         val_every=args.val_every,
         eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every,
@@ -121,6 +122,34 @@ def cmd_fit_tokenizer(args) -> int:
         f"wrote {summary['object']} tokenizer to {args.out} after {summary['steps']} steps "
         f"({summary['seconds']:.0f} s): validation loss {fin['val_loss']:.4f}, code usage {usage}"
     )
+    return 0
+
+
+def cmd_diagnose(args) -> int:
+    from .diagnostics import diagnose
+
+    m = diagnose(
+        args.tokenizer,
+        args.data,
+        args.out,
+        val_every=args.val_every,
+        max_objects=args.max_objects,
+        plots=not args.no_plots,
+    )
+    print(f"{m['object']}: {m['n_objects']:,} held-out objects")
+    for lvl in m["levels"]:
+        print(
+            f"  level {lvl['level']}: {lvl['used']} codes used, {lvl['dead']} dead, perplexity {lvl['perplexity']:.0f}"
+        )
+    for name, f in m["features"].items():
+        extra = ""
+        if "exact_match" in f:
+            extra = f", exact {f['exact_match']:.4f}"
+        if "ks" in f:
+            extra += f", KS {f['ks']:.4f}"
+        rel = " (relative)" if f["relative"] else ""
+        print(f"  {name:<16} bias {f['bias']:+.4g}, resolution {f['resolution']:.4g}{rel}{extra}")
+    print(f"wrote {args.out}/diagnostics.json and plots")
     return 0
 
 
@@ -179,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-steps", type=int, default=2000, help="training steps (the budget)")
     f.add_argument("--batch-size", type=int, default=4096, help="objects per training batch")
     f.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, warm-up then cosine)")
+    f.add_argument("--warmup-steps", type=int, default=100, help="linear learning-rate warm-up steps")
     f.add_argument("--val-every", type=int, default=20, help="hold out every N-th event of each file")
     f.add_argument("--eval-every", type=int, default=100, help="validate every N steps")
     f.add_argument("--checkpoint-every", type=int, default=200, help="checkpoint every N steps (0: never)")
@@ -193,6 +223,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--quiet", action="store_true", help="no progress bars")
     f.set_defaults(func=cmd_fit_tokenizer)
+
+    d = sub.add_parser(
+        "diagnose",
+        help="codebook health and reconstruction of a tokenizer on held-out events",
+        description="Writes OUT/diagnostics.json (levels: used, dead, used_fraction, perplexity; "
+        "features: kind, bias, resolution, exact_match, ks) and PNG plots.",
+    )
+    d.add_argument("--tokenizer", required=True, help="object tokenizer directory")
+    d.add_argument("--data", required=True, nargs="+", help="HDF5 files or globs")
+    d.add_argument("--out", required=True, help="output directory")
+    d.add_argument(
+        "--val-every",
+        type=int,
+        default=20,
+        help="use every N-th event (the events fit-tokenizer held out); 1 for unseen files",
+    )
+    d.add_argument("--max-objects", type=int, default=200_000, help="objects to evaluate")
+    d.add_argument("--no-plots", action="store_true", help="JSON only")
+    d.set_defaults(func=cmd_diagnose)
     return p
 
 

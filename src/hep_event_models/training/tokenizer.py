@@ -245,11 +245,11 @@ def fit_object_tokenizer(
         sched.step()
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{float(res['loss']):.4f}")
+        bar.set_postfix(loss=f"{res['loss'].item():.4f}")
         if step % eval_every == 0 or step == max_steps:
             rec = {
                 "step": step,
-                "train_loss": float(res["loss"]),
+                "train_loss": res["loss"].item(),
                 "lr": sched.get_last_lr()[0],
                 **evaluate_tokenizer(model, val_values, val_mask),
             }

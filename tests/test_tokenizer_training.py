@@ -1,0 +1,110 @@
+import json
+
+import numpy as np
+import torch
+
+from hep_event_models.cli import main
+from hep_event_models.diagnostics import code_usage, ks_distance, tokenizer_metrics
+from hep_event_models.object_tokenizer import ObjectTokenizer
+from hep_event_models.training.tokenizer import fit_object_tokenizer, held_out, validation_set
+
+TINY = ["--set", "codebook_size=64", "--set", "num_quantizers=2", "--set", "hidden_dim=64", "--quiet"]
+
+
+def test_small_cpu_training_reaches_usage_and_resolution(samples, tmp_path):
+    out = tmp_path / "mu"
+    summary = fit_object_tokenizer(
+        "muons",
+        samples["dy"],
+        out,
+        settings={"codebook_size": 64, "num_quantizers": 2, "hidden_dim": 64},
+        max_steps=400,
+        batch_size=1024,
+        lr=2e-3,
+        warmup_steps=20,
+        eval_every=100,
+        checkpoint_every=0,
+        progress=False,
+        seed=1,
+    )
+    assert summary["steps"] == 400
+    tok = ObjectTokenizer.from_pretrained(out)
+    values, mask = validation_set(tok.object_config, samples["dy"], 20)
+    m = tokenizer_metrics(tok, values, mask)
+    assert m["n_objects"] > 300
+    for lvl in m["levels"]:
+        assert lvl["used_fraction"] >= 0.9, m["levels"]
+        assert lvl["perplexity"] > 30
+    f = m["features"]
+    assert f["pt"]["relative"] and f["pt"]["resolution"] < 0.25
+    assert abs(f["pt"]["bias"]) < 0.1
+    assert f["eta"]["resolution"] < 0.6  # η spans ±2.7: an untrained model gives ~1.7
+    assert f["quality"]["exact_match"] > 0.75 and f["muonType"]["exact_match"] > 0.85
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["val_loss"] < 0.6 * log[0]["val_loss"] or log[-1]["val_loss"] < log[0]["val_loss"] - 1.0
+
+
+def test_fit_tokenizer_cli_checkpoints_and_resumes(samples, tmp_path, capsys):
+    out = tmp_path / "jets"
+    args = [
+        "fit-tokenizer",
+        "--config",
+        "jets",
+        "--data",
+        samples["ttbar"],
+        "--out",
+        str(out),
+        "--batch-size",
+        "512",
+        "--eval-every",
+        "10",
+        "--checkpoint-every",
+        "10",
+        "--warmup-steps",
+        "5",
+        *TINY,
+    ]
+    assert main([*args, "--max-steps", "20"]) == 0
+    assert (out / "checkpoint" / "state.pt").exists()
+    assert (out / "config.json").exists() and (out / "model.safetensors").exists()
+    state = torch.load(out / "checkpoint" / "state.pt", weights_only=False)
+    assert state["step"] == 10
+    # pretend the job was killed after the checkpoint: resume continues from step 10
+    for f in ("config.json", "model.safetensors"):
+        (out / f).unlink()
+    assert main([*args, "--max-steps", "30", "--resume"]) == 0
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["steps"] == 30
+    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [10, 20, 20, 30]  # the resumed run restarts from the step-10 checkpoint
+    assert "wrote jets tokenizer" in capsys.readouterr().out
+    # diagnostics on the held-out events
+    assert main(["diagnose", "--tokenizer", str(out), "--data", samples["ttbar"], "--out", str(tmp_path / "d")]) == 0
+    d = json.loads((tmp_path / "d" / "diagnostics.json").read_text())
+    assert [lvl["level"] for lvl in d["levels"]] == [0, 1]
+    for lvl in d["levels"]:
+        assert set(lvl) >= {"level", "used", "dead", "used_fraction", "perplexity"}
+        assert lvl["used"] + lvl["dead"] == 64
+    assert set(d["features"]) == set(ObjectTokenizer.from_pretrained(out).feature_names)
+    assert "exact_match" in d["features"]["n_trk"] and "ks" in d["features"]["GN2_pb"]
+    assert d["features"]["pt"]["relative"] and not d["features"]["eta"]["relative"]
+    for png in ("codebook_usage.png", "features.png", "residuals.png", "correlation.png", "resolution_vs_pt.png"):
+        assert (tmp_path / "d" / png).stat().st_size > 5000
+    assert len(d["resolution_vs_pt"]["pt"]["resolution"]) >= 4
+
+
+def test_event_config_is_refused_clearly(samples, tmp_path, capsys):
+    rc = main(["fit-tokenizer", "--config", "event", "--data", samples["dy"], "--out", str(tmp_path / "x")])
+    assert rc == 2 and "event config" in capsys.readouterr().err
+
+
+def test_metric_definitions():
+    codes = np.array([[0, 1], [0, 2], [1, 2], [3, 2]])
+    u = code_usage(codes, [4, 4])
+    assert u[0]["used"] == 3 and u[0]["dead"] == 1 and u[1]["used"] == 2
+    assert abs(u[0]["perplexity"] - np.exp(-(0.5 * np.log(0.5) + 2 * 0.25 * np.log(0.25)))) < 1e-9
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=20000)
+    assert ks_distance(a, a) == 0.0
+    assert 0.3 < ks_distance(a, a + 1.0) < 0.45  # 2Φ(0.5) - 1 = 0.383
+    assert held_out(np.arange(40), 20).sum() == 2
