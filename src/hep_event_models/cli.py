@@ -172,7 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--events", required=True, type=int, help="number of events")
     g.add_argument("--seed", type=int, default=0, help="random seed (output depends only on seed and sizes)")
     g.add_argument("--out", required=True, help="output HDF5 file (written atomically)")
-    g.add_argument("--chunk-size", type=int, default=50_000, help="events generated and written per chunk")
+    g.add_argument(
+        "--chunk-size",
+        type=int,
+        default=10_000,
+        help="events per generated chunk (small chunks keep worker memory and page faults low)",
+    )
     g.add_argument("--workers", type=int, default=None, help="generator processes (default: CPU count, max 4)")
     g.add_argument(
         "--mass-window",

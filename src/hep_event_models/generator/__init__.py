@@ -56,7 +56,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import __version__, schema
-from ..io.writer import EventWriter
+from ..io.writer import EventWriter, compress_batch
 from . import processes
 from .detector import reconstruct
 
@@ -88,24 +88,42 @@ def generate_batch(
     return out
 
 
-def _batch_args(process, n_events, seed, chunk_size, mass_window):
+def _batch_args(process, n_events, seed, chunk_size, mass_window, compress):
     for k, start in enumerate(range(0, n_events, chunk_size)):
-        yield (process, min(chunk_size, n_events - start), seed, k, mass_window)
+        yield (process, min(chunk_size, n_events - start), seed, k, mass_window, compress)
 
 
 def _generate_star(args):
-    return generate_batch(*args)
+    *gen_args, compress = args
+    batch = generate_batch(*gen_args)
+    return batch if compress is None else compress_batch(batch, *compress)
+
+
+def hdf5_chunk_events(chunk_size: int, limit: int = 8192) -> int:
+    """HDF5 chunk rows that divide the generation chunk (so pre-compressed chunks align)."""
+    ce = chunk_size
+    while ce > limit and ce % 2 == 0:
+        ce //= 2
+    return ce
 
 
 def iter_chunks(
-    process: str, n_events: int, seed: int = 0, chunk_size: int = 50_000, mass_window=None, workers: int = 1
-) -> Iterator[dict[str, np.ndarray]]:
+    process: str,
+    n_events: int,
+    seed: int = 0,
+    chunk_size: int = 10_000,
+    mass_window=None,
+    workers: int = 1,
+    compress: tuple[int, int] | None = None,
+) -> Iterator:
     """Chunks of ``chunk_size`` events (the last one shorter) totalling ``n_events``, in order.
 
     With ``workers > 1`` chunks are generated in worker processes, at most ``workers + 1``
-    in flight (bounded memory); the output is identical to ``workers=1``.
+    in flight (bounded memory); the output is identical to ``workers=1``. With
+    ``compress=(chunk_events, level)`` each chunk is also deflated where it was generated
+    and yielded as a ``CompressedBatch``, so compression runs in parallel too.
     """
-    args = _batch_args(process, n_events, seed, chunk_size, mass_window)
+    args = _batch_args(process, n_events, seed, chunk_size, mass_window, compress)
     if workers <= 1:
         yield from map(_generate_star, args)
         return
@@ -125,7 +143,7 @@ def generate(
     n_events: int,
     out: str | Path,
     seed: int = 0,
-    chunk_size: int = 50_000,
+    chunk_size: int = 10_000,
     mass_window=None,
     progress: bool = True,
     compression: str | None = "gzip",
@@ -133,8 +151,9 @@ def generate(
 ) -> dict:
     """Generate ``n_events`` of ``process`` into the HDF5 file ``out`` (atomically).
 
-    ``workers`` processes generate chunks in parallel (default: the CPU count, at most 4);
-    the file is the same for any number of workers.
+    ``workers`` processes generate and compress chunks in parallel (default: the CPU count,
+    at most 4); the main process only writes the compressed chunks. The file is the same for
+    any number of workers.
 
     Returns a summary ``{"file", "process", "n_events", "seconds", "events_per_second"}``.
     """
@@ -152,13 +171,19 @@ def generate(
         seed=int(seed),
         mass_window="" if mass_window is None else f"{mass_window[0]},{mass_window[1]}",
     )
+    chunk_events = hdf5_chunk_events(chunk_size)
+    precompress = (chunk_events, 1) if compression == "gzip" else None
     with (
-        EventWriter(out, metadata=md, compression=compression) as w,
+        EventWriter(out, metadata=md, compression=compression, chunk_events=chunk_events) as w,
         tqdm(total=n_events, unit="ev", desc=f"generate {process}", disable=not progress) as bar,
     ):
-        for chunk in iter_chunks(process, n_events, seed, chunk_size, mass_window, workers):
-            w.append(chunk)
-            bar.update(len(chunk[schema.LABEL_KEY]))
+        for chunk in iter_chunks(process, n_events, seed, chunk_size, mass_window, workers, precompress):
+            if precompress:
+                w.append_compressed(chunk)
+                bar.update(chunk.n_events)
+            else:
+                w.append(chunk)
+                bar.update(len(chunk[schema.LABEL_KEY]))
     dt = time.perf_counter() - t0
     return {
         "file": str(out),

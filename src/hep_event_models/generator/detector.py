@@ -82,13 +82,24 @@ class Objects:
         """Move valid objects to the front and drop columns no event uses (cheaper downstream)."""
         order = np.argsort(~self.valid, axis=1, kind="stable")
         width = max(int(self.valid.sum(axis=1).max(initial=0)), 1)
-        order = order[:, :width]
-
-        def take(a):
-            idx = order.reshape(order.shape + (1,) * (a.ndim - 2))
-            return np.take_along_axis(a, idx, axis=1)
-
+        take = row_gather(order[:, :width], self.valid.shape[1])
         return Objects(take(self.p4), take(self.valid), **{k: take(v) for k, v in self.cols.items()})
+
+
+def row_gather(order: np.ndarray, width_in: int):
+    """A function taking ``a[i, order[i, j], ...]`` for arrays ``(n, width_in, ...)``.
+
+    Same result as ``np.take_along_axis`` but with one flat index built once and reused
+    for every column (several times faster for many columns).
+    """
+    n, w = order.shape
+    flat = (np.arange(n)[:, None] * width_in + order).ravel()
+
+    def take(a):
+        a = np.broadcast_to(a, (n, width_in, *np.shape(a)[2:]))
+        return np.take(a.reshape(n * width_in, *a.shape[2:]), flat, axis=0).reshape(n, w, *a.shape[2:])
+
+    return take
 
 
 # --------------------------------------------------------------------------------------
@@ -362,14 +373,6 @@ def jet_tracks(rng, jets: Objects, keep_soft: np.ndarray, k: int = 4):
     }
 
 
-def _dr(eta_a, phi_a, eta_b, phi_b):
-    """ΔR between every a (N, A) and b (N, B): (N, A, B), float32 for speed."""
-    f = np.float32
-    return kin.delta_r(
-        eta_a.astype(f)[..., None], phi_a.astype(f)[..., None], eta_b.astype(f)[:, None, :], phi_b.astype(f)[:, None, :]
-    )
-
-
 def event_pairs(obj_event: np.ndarray, trk_event: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """All (object, track) index pairs within the same event; ``trk_event`` sorted ascending."""
     counts = np.bincount(trk_event, minlength=n)
@@ -402,29 +405,31 @@ def cone_sums(
     return out
 
 
-def soft_cone_sums(rng, dr_jets, jets: Objects, mu, cones, charged=True):
+def soft_cone_sums(rng, oi, dr, jet_pt, jet_sigma, obj_mu, cones, charged=True):
     """Analytic Σ pT [GeV] in each cone from the jets' soft remainder, the underlying event and pile-up.
 
-    Charged sums are nested (a smaller cone never holds more soft activity than a larger one).
+    Flat inputs: ``oi`` object index and ``dr`` ΔR of each (object, jet) pair of the same
+    event, ``jet_pt``/``jet_sigma`` of the paired jet, ``obj_mu`` pile-up per object; cones
+    are scalars or one radius per object. Charged sums are nested (a smaller cone never holds
+    more soft activity than a larger one).
     """
-    sigma = np.maximum(jets["width"], 0.02)[:, None, :]
-    jpt = np.where(jets.valid, jets.pt, 0.0)[:, None, :]
+    n_obj = obj_mu.size
     share = 0.45 * 0.6 if charged else 1.0  # soft charged remainder vs. all energy
-    n, A = dr_jets.shape[:2]
     out, cap = [], None
     for cone in cones:
-        r = np.asarray(cone, dtype=np.float64)
-        jet_part = np.sum(jpt * profile_fraction(dr_jets, r[..., None], sigma) * share, axis=-1)
+        r = np.broadcast_to(np.asarray(cone, dtype=np.float64), (n_obj,))
+        frac = profile_fraction(dr, r[oi], jet_sigma)
+        jet_part = np.bincount(oi, weights=jet_pt * frac * share, minlength=n_obj)
         area = np.pi * r**2
         if charged:
             # UE ~1.5 tracks per unit area; pile-up 0.7 per unit area per interaction, ~4% within the z0 window
-            k = rng.poisson(np.broadcast_to(area * (1.5 + 0.7 * mu[:, None] * 0.04), (n, A)))
+            k = rng.poisson(area * (1.5 + 0.7 * obj_mu * 0.04))
             soft = rng.gamma(np.maximum(k, 1e-9), 0.9) * (k > 0)
             cap = soft if cap is None else np.minimum(soft, cap)
             soft = cap
         else:
             # calorimeter: noise after pile-up subtraction, can be negative
-            soft = rng.normal(0.0, 1.0, (n, A)) * (0.4 + 0.05 * mu[:, None]) * np.sqrt(area / (np.pi * 0.04))
+            soft = rng.normal(0.0, 1.0, n_obj) * (0.4 + 0.05 * obj_mu) * np.sqrt(area / (np.pi * 0.04))
         out.append(jet_part + soft)
     return out
 
@@ -439,20 +444,21 @@ def pack(objs: Objects, coll: str, values: dict[str, np.ndarray], truth: dict[st
     valid = objs.valid & (objs.pt >= c.pt_cut)
     key = np.where(valid, objs.pt, -np.inf)
     order = np.argsort(-key, axis=1, kind="stable")[:, :M]
-    mask = np.take_along_axis(valid, order, axis=1)
-    if mask.shape[1] < M:
-        pad = M - mask.shape[1]
-        order = np.pad(order, ((0, 0), (0, pad)))
-        mask = np.pad(mask, ((0, 0), (0, pad)))
+    take = row_gather(order, valid.shape[1])
+    mask = take(valid)
+    if mask.shape[1] < M:  # fewer candidates than max_objects: pad (index 0, masked out)
+        order = np.pad(order, ((0, 0), (0, M - mask.shape[1])))
+        take = row_gather(order, valid.shape[1])
+        mask = np.pad(mask, ((0, 0), (0, M - mask.shape[1])))
     out = {}
     base = {"pt": objs.pt, "eta": objs.eta, "phi": objs.phi}
     for name, arr in {**base, **values}.items():
-        v = np.take_along_axis(np.asarray(arr), order, axis=1)
+        v = take(arr)
         out[c.path_of(name)] = np.where(mask, v, 0).astype(c.fields[name].dtype)
     out[c.path_of(schema.MASK)] = mask
     out[c.path_of(schema.COUNT)] = mask.sum(axis=1).astype(np.int16)
     for name, arr in (truth or {}).items():
-        v = np.take_along_axis(np.asarray(arr), order, axis=1)
+        v = take(arr)
         out[f"{schema.TRUTH}/{coll}/{name}"] = np.where(mask, v, -1).astype(np.int8)
     return out
 
@@ -856,20 +862,27 @@ def reconstruct(rng, h: HardEvents, label: int, mc_channel: int, first_event_num
     )
 
     # ---- isolation (track: explicit tracks + soft part; calorimeter: jets' energy + noise) ----
+    jet_flat = flatten(
+        jets_t.valid, eta=jets_t.eta, phi=jets_t.phi, pt=jets_t.pt, sigma=np.maximum(jets_t["width"], 0.02)
+    )
+
     def isolation(objs: Objects, owner, track_cones, calo_cones):
+        """Track (explicit + soft) and calorimeter cone sums, computed on flat (object, x) pairs."""
         flat = flatten(objs.valid, eta=objs.eta, phi=objs.phi, owner=owner)
-        hard_flat = cone_sums(
-            flat, trk, n, [np.broadcast_to(c, objs.valid.shape)[objs.valid] if np.ndim(c) else c for c in track_cones]
-        )
-        hard = []
-        for h_ in hard_flat:
-            full = np.zeros(objs.valid.shape)
-            full[objs.valid] = h_
-            hard.append(full)
-        dr_j = _dr(objs.eta, objs.phi, jets_t.eta, jets_t.phi)
-        soft = soft_cone_sums(rng, dr_j, jets_t, mu, track_cones)
-        calo = soft_cone_sums(rng, dr_j, jets_t, mu, calo_cones, charged=False)
-        return [h_ + s_ for h_, s_ in zip(hard, soft, strict=True)], calo
+        flat_cones = [np.broadcast_to(c, objs.valid.shape)[objs.valid] if np.ndim(c) else c for c in track_cones]
+        hard = cone_sums(flat, trk, n, flat_cones)
+        oi, ji = event_pairs(flat["event"], jet_flat["event"], n)
+        dr = kin.delta_r(flat["eta"][oi], flat["phi"][oi], jet_flat["eta"][ji], jet_flat["phi"][ji])
+        args = (oi, dr, jet_flat["pt"][ji], jet_flat["sigma"][ji], mu[flat["event"]])
+        soft = soft_cone_sums(rng, *args, flat_cones)
+        calo = soft_cone_sums(rng, *args, calo_cones, charged=False)
+
+        def full(x):
+            a = np.zeros(objs.valid.shape)
+            a[objs.valid] = x
+            return a
+
+        return [full(h_ + s_) for h_, s_ in zip(hard, soft, strict=True)], [full(c) for c in calo]
 
     for objs, owner in (
         (electrons, np.broadcast_to(e_owner, electrons.valid.shape)),

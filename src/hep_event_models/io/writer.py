@@ -10,13 +10,17 @@ complete are complete.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from .. import schema
+
+__all__ = ["CompressedBatch", "EventWriter", "compress_batch", "required_keys", "write_events"]
 
 
 def required_keys() -> list[str]:
@@ -43,6 +47,35 @@ def _target_dtype(path: str) -> np.dtype | None:
     if path == schema.LABEL_KEY:
         return np.dtype(np.int16)
     return None
+
+
+@dataclass
+class CompressedBatch:
+    """A batch already cut into HDF5 chunks and deflated (the ``gzip`` filter's format).
+
+    Made by ``compress_batch``, typically in worker processes, so compression runs in
+    parallel; ``EventWriter.append_compressed`` writes the chunks as they are.
+    """
+
+    n_events: int
+    chunk_events: int
+    arrays: dict[str, tuple[str, tuple[int, ...], list[bytes]]]  # key -> (dtype, per-event shape, chunks)
+
+
+def compress_batch(batch: Mapping[str, np.ndarray], chunk_events: int, level: int = 1) -> CompressedBatch:
+    """Cut every array into chunks of ``chunk_events`` rows (the last one zero-padded) and deflate them."""
+    n = next(iter(batch.values())).shape[0]
+    arrays = {}
+    for key, arr in batch.items():
+        arr = np.ascontiguousarray(arr, dtype=_target_dtype(key) or np.asarray(arr).dtype)
+        chunks = []
+        for s in range(0, n, chunk_events):
+            part = arr[s : s + chunk_events]
+            if part.shape[0] < chunk_events:
+                part = np.concatenate([part, np.zeros((chunk_events - part.shape[0], *arr.shape[1:]), arr.dtype)])
+            chunks.append(zlib.compress(part.tobytes(), level))
+        arrays[key] = (arr.dtype.str, arr.shape[1:], chunks)
+    return CompressedBatch(n, chunk_events, arrays)
 
 
 class EventWriter:
@@ -146,6 +179,29 @@ class EventWriter:
             ds.resize(self.n_events + n, axis=0)
             ds[self.n_events : self.n_events + n] = arr
         self.n_events += n
+
+    def append_compressed(self, cb: CompressedBatch) -> None:
+        """Append a ``CompressedBatch`` by writing its deflated chunks directly (no recompression).
+
+        Needs gzip compression without shuffle, the same ``chunk_events``, and the file so far
+        to end on a chunk boundary (every batch but the last a whole number of chunks).
+        """
+        if self._file is None:
+            raise RuntimeError("EventWriter is not open (use it as a context manager)")
+        if self.compression != "gzip" or self.shuffle or cb.chunk_events != self.chunk_events:
+            raise ValueError("append_compressed needs gzip without shuffle and matching chunk_events")
+        if self.n_events % self.chunk_events:
+            raise ValueError(f"{self.path}: previous batch did not end on a chunk boundary")
+        if self._keys is None:
+            self._create({k: np.zeros((0, *tail), dtype=np.dtype(dt)) for k, (dt, tail, _) in cb.arrays.items()})
+        elif set(cb.arrays) != set(self._keys):
+            raise ValueError(f"{self.path}: batch keys changed between appends")
+        for key, (_, tail, chunks) in cb.arrays.items():
+            ds = self._file[key]
+            ds.resize(self.n_events + cb.n_events, axis=0)
+            for i, data in enumerate(chunks):
+                ds.id.write_direct_chunk((self.n_events + i * self.chunk_events, *([0] * len(tail))), data)
+        self.n_events += cb.n_events
 
     def _create(self, batch: Mapping[str, np.ndarray]) -> None:
         if self.require_schema:
