@@ -108,3 +108,18 @@ def test_metric_definitions():
     assert ks_distance(a, a) == 0.0
     assert 0.3 < ks_distance(a, a + 1.0) < 0.45  # 2Φ(0.5) - 1 = 0.383
     assert held_out(np.arange(40), 20).sum() == 2
+
+
+def test_scan_writes_one_row_per_configuration(samples, tmp_path, capsys):
+    out = tmp_path / "scan"
+    rc = main(["scan", "--config", "muons", "--data", samples["dy"], "--out", str(out), "--codebook-size", "16", "32",
+               "--num-quantizers", "2", "--encoder", "mlp", "--max-steps", "15", "--batch-size", "512",
+               "--set", "hidden_dim=32", "--quiet"])
+    assert rc == 0
+    rows = json.loads((out / "scan.json").read_text())
+    assert [r["name"] for r in rows] == ["mlp_cb16_q2_dim8", "mlp_cb32_q2_dim8"]
+    for r in rows:
+        assert r["train_seconds"] > 0 and r["encode_objects_per_s"] > 1000 and len(r["usage"]) == 2
+        assert 0 < r["usage_min"] <= 1 and r["pt_resolution"] > 0 and r["discrete_exact_min"] is not None
+    md = (out / "scan.md").read_text()
+    assert md.count("\n") == 4 and "mlp_cb32_q2_dim8" in md

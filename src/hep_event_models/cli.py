@@ -153,6 +153,31 @@ def cmd_diagnose(args) -> int:
     return 0
 
 
+def cmd_scan(args) -> int:
+    from .scan import run_scan, scan_markdown
+
+    rows = run_scan(
+        args.config,
+        args.data,
+        args.out,
+        codebook_sizes=args.codebook_size,
+        num_quantizers=args.num_quantizers,
+        codebook_dims=args.codebook_dim,
+        encoders=args.encoder,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        val_every=args.val_every,
+        extra_settings=_parse_settings(args.set),
+        progress=not args.quiet,
+    )
+    print(scan_markdown(rows))
+    print(f"wrote {args.out}/scan.md and scan.json")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -247,6 +272,29 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-objects", type=int, default=200_000, help="objects to evaluate")
     d.add_argument("--no-plots", action="store_true", help="JSON only")
     d.set_defaults(func=cmd_diagnose)
+
+    sc = sub.add_parser(
+        "scan",
+        help="train and compare a grid of object-tokenizer configurations",
+        description="For every combination of the grid: train (same data and budget), diagnose on "
+        "held-out events, time training and encoding; writes OUT/scan.md and scan.json.",
+    )
+    sc.add_argument("--config", required=True, help="object config YAML or shipped name")
+    sc.add_argument("--data", required=True, nargs="+", help="HDF5 files or globs")
+    sc.add_argument("--out", required=True, help="output directory (one tokenizer per configuration)")
+    sc.add_argument("--codebook-size", type=int, nargs="+", default=[512, 4096])
+    sc.add_argument("--num-quantizers", type=int, nargs="+", default=[2, 4])
+    sc.add_argument("--codebook-dim", type=int, nargs="+", default=[8])
+    sc.add_argument("--encoder", nargs="+", default=["mlp"], choices=["mlp", "transformer"])
+    sc.add_argument("--max-steps", type=int, default=1000)
+    sc.add_argument("--batch-size", type=int, default=4096)
+    sc.add_argument("--lr", type=float, default=1e-3)
+    sc.add_argument("--val-every", type=int, default=20)
+    sc.add_argument("--seed", type=int, default=0)
+    sc.add_argument("--device", default="cpu")
+    sc.add_argument("--set", action="append", metavar="KEY=VALUE", help="other tokenizer settings for every run")
+    sc.add_argument("--quiet", action="store_true")
+    sc.set_defaults(func=cmd_scan)
     return p
 
 
