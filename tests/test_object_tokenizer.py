@@ -10,7 +10,7 @@ from hep_event_models.io import EventBatch, EventReader
 from hep_event_models.object_tokenizer import ObjectTokenizer, ObjectTokenizerSettings
 from hep_event_models.preprocessing import ObjectPreprocessor
 
-SMALL = {"codebook_size": 128, "num_quantizers": 3, "hidden_dim": 64, "num_layers": 2}
+SMALL = {"codebook_size": 128, "num_quantizers": 3, "hidden_dim": 64, "num_layers": 2, "decoder_hidden_dim": 64}
 
 
 def _jets(samples, n_events=4000):
@@ -137,3 +137,17 @@ def test_bad_settings_and_versions(samples, tmp_path):
     with pytest.raises(ValueError, match="format_version 99 is not supported"):
         ObjectTokenizer.from_pretrained(tmp_path / "tok")
     assert schema.LOG_STANDARD in tok.describe()["features"].values()
+
+
+def test_seed_style_baseline_option(samples):
+    """raw_features + L1 reproduces the seeds' first setup: no preprocessing, continuous outputs."""
+    cfg, coll = _jets(samples, 500)
+    tok = _tokenizer(cfg, coll, {**SMALL, "raw_features": True, "loss": "l1", "kmeans_init": False,
+                                 "threshold_ema_dead_code": 0.0}, steps=2)
+    assert {t.kind for t in tok.preprocessor.transforms} == {"raw"}
+    real = coll.values[coll.mask]
+    np.testing.assert_array_equal(tok.preprocessor.forward(real)[:, 0], real[:, 0].astype(np.float32))
+    dec = tok.decode(tok.encode(real))
+    assert dec.shape == real.shape and np.isfinite(dec).all()
+    with pytest.raises(ValueError, match="loss must be"):
+        ObjectTokenizerSettings.from_dict({"loss": "l3"})

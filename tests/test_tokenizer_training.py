@@ -8,7 +8,17 @@ from hep_event_models.diagnostics import code_usage, ks_distance, tokenizer_metr
 from hep_event_models.object_tokenizer import ObjectTokenizer
 from hep_event_models.training.tokenizer import fit_object_tokenizer, held_out, validation_set
 
-TINY = ["--set", "codebook_size=64", "--set", "num_quantizers=2", "--set", "hidden_dim=64", "--quiet"]
+TINY = [
+    "--set",
+    "codebook_size=64",
+    "--set",
+    "num_quantizers=2",
+    "--set",
+    "hidden_dim=64",
+    "--set",
+    "decoder_hidden_dim=64",
+    "--quiet",
+]
 
 
 def test_small_cpu_training_reaches_usage_and_resolution(samples, tmp_path):
@@ -17,7 +27,13 @@ def test_small_cpu_training_reaches_usage_and_resolution(samples, tmp_path):
         "muons",
         samples["dy"],
         out,
-        settings={"codebook_size": 64, "num_quantizers": 2, "hidden_dim": 64},
+        settings={
+            "codebook_size": 64,
+            "num_quantizers": 2,
+            "hidden_dim": 64,
+            "num_layers": 3,
+            "decoder_hidden_dim": 64,
+        },
         max_steps=400,
         batch_size=1024,
         lr=2e-3,
@@ -112,9 +128,31 @@ def test_metric_definitions():
 
 def test_scan_writes_one_row_per_configuration(samples, tmp_path, capsys):
     out = tmp_path / "scan"
-    rc = main(["scan", "--config", "muons", "--data", samples["dy"], "--out", str(out), "--codebook-size", "16", "32",
-               "--num-quantizers", "2", "--encoder", "mlp", "--max-steps", "15", "--batch-size", "512",
-               "--set", "hidden_dim=32", "--quiet"])
+    rc = main(
+        [
+            "scan",
+            "--config",
+            "muons",
+            "--data",
+            samples["dy"],
+            "--out",
+            str(out),
+            "--codebook-size",
+            "16",
+            "32",
+            "--num-quantizers",
+            "2",
+            "--encoder",
+            "mlp",
+            "--max-steps",
+            "15",
+            "--batch-size",
+            "512",
+            "--set",
+            "hidden_dim=32",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     rows = json.loads((out / "scan.json").read_text())
     assert [r["name"] for r in rows] == ["mlp_cb16_q2_dim8", "mlp_cb32_q2_dim8"]

@@ -48,9 +48,11 @@ class ObjectTokenizerSettings:
     Args:
         encoder: ``"mlp"`` (each object alone) or ``"transformer"`` (objects of an event attend
             to each other before quantization).
-        hidden_dim: width of encoder and decoder layers.
-        num_layers: hidden layers of the MLPs (transformer layers for ``"transformer"``).
+        hidden_dim: width of the encoder's layers (small by default: encoding speed matters,
+            and the 8-dimensional bottleneck, not the encoder, limits fidelity).
+        num_layers: hidden layers of the encoder MLP (transformer layers for ``"transformer"``).
         num_heads: attention heads of the transformer encoder.
+        decoder_hidden_dim, decoder_layers: the decoder MLP (only used to decode).
         latent_dim: encoder output width (``None``: equal to ``codebook_dim``, no projection).
         quantizer: ``"rvq"`` (ResidualVQ) or ``"rfsq"`` (ResidualFSQ).
         codebook_size: codes per level, an int or one per level.
@@ -64,12 +66,17 @@ class ObjectTokenizerSettings:
         decay: EMA decay of the codebooks.
         fsq_levels: levels per dimension for ``"rfsq"`` (product = codes per level).
         loss_weights: per-feature loss weights (default 1).
+        raw_features: no preprocessing (identity transforms, raw physical values in and out):
+            only to reproduce the seed framework's first setup as a baseline.
+        loss: ``"by_kind"`` (see module doc) or ``"l1"`` (L1 on every output, the seeds' choice).
     """
 
     encoder: str = "mlp"
-    hidden_dim: int = 256
-    num_layers: int = 3
+    hidden_dim: int = 128
+    num_layers: int = 2
     num_heads: int = 4
+    decoder_hidden_dim: int = 256
+    decoder_layers: int = 3
     latent_dim: int | None = None
     quantizer: str = "rvq"
     codebook_size: int | list[int] = 4096
@@ -84,6 +91,8 @@ class ObjectTokenizerSettings:
     decay: float = 0.99
     fsq_levels: list[int] = field(default_factory=lambda: [8, 8, 8, 8])
     loss_weights: dict[str, float] = field(default_factory=dict)
+    raw_features: bool = False
+    loss: str = "by_kind"
 
     @classmethod
     def from_dict(cls, d: dict | None) -> ObjectTokenizerSettings:
@@ -97,6 +106,8 @@ class ObjectTokenizerSettings:
             raise ValueError(f"encoder must be 'mlp' or 'transformer', got {s.encoder!r}")
         if s.quantizer not in ("rvq", "rfsq"):
             raise ValueError(f"quantizer must be 'rvq' or 'rfsq', got {s.quantizer!r}")
+        if s.loss not in ("by_kind", "l1"):
+            raise ValueError(f"loss must be 'by_kind' or 'l1', got {s.loss!r}")
         return s
 
     @property
@@ -170,7 +181,7 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
             self.encoder = SetEncoder(d_in, s.hidden_dim, d_lat, s.num_layers, s.num_heads)
         self.quantizer = self._build_quantizer(d_lat)
         self.out_widths = self.preprocessor.output_widths
-        self.decoder = _mlp(d_lat, s.hidden_dim, sum(self.out_widths), s.num_layers)
+        self.decoder = _mlp(d_lat, s.decoder_hidden_dim, sum(self.out_widths), s.decoder_layers)
         self._search = None
 
     def _build_quantizer(self, d_lat: int) -> nn.Module:
@@ -261,7 +272,9 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         total = outputs[0].new_zeros(())
         parts = {}
         for t, out, tgt in zip(self.preprocessor.transforms, outputs, targets, strict=True):
-            if t.kind in (schema.INTEGER, schema.CATEGORICAL):
+            if self.settings.loss == "l1":
+                loss = F.l1_loss(out, tgt)
+            elif t.kind in (schema.INTEGER, schema.CATEGORICAL):
                 loss = F.cross_entropy(out, tgt)
             elif t.kind == schema.BINARY:
                 loss = F.binary_cross_entropy_with_logits(out[:, 0], tgt.float())

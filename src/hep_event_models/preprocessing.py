@@ -38,6 +38,7 @@ from scipy.special import ndtr, ndtri
 from . import schema
 from .config import ObjectConfig
 
+RAW = "raw"  # no preprocessing at all: only for the seed-style baseline in benchmarks
 _EPS_U = 1e-6  # CDF values live in [_EPS_U, 1 - _EPS_U]: probit within ±4.75
 
 
@@ -118,7 +119,9 @@ class FeatureTransform:
         std = math.sqrt(self._m2 / self._n) if self._n > 1 else 1.0
         st: dict = {"count": self._n, "min": self._min, "max": self._max}
         k = self.kind
-        if k in (schema.STANDARD, schema.INTEGER):
+        if k == RAW:
+            pass
+        elif k in (schema.STANDARD, schema.INTEGER):
             st.update(mean=self._mean, std=std if std > 0 else 1.0)
             if k == schema.INTEGER:
                 lo, hi = round(self._min), round(self._max)
@@ -186,7 +189,9 @@ class FeatureTransform:
         """Model-space columns ``(n, input_width)`` for physical values ``(n,)``."""
         x = np.asarray(x, dtype=np.float64)
         st, k = self.stats, self.kind
-        if k in (schema.STANDARD, schema.INTEGER):
+        if k == RAW:
+            z = x
+        elif k in (schema.STANDARD, schema.INTEGER):
             z = (x - st["mean"]) / st["std"]
         elif k == schema.LOG_STANDARD:
             z = (np.log(np.maximum(x + st["offset"], 1e-30)) - st["mean"]) / st["std"]
@@ -237,6 +242,8 @@ class FeatureTransform:
         if k == schema.CATEGORICAL:
             return np.asarray(st["categories"])[np.argmax(out, axis=-1)]
         z = out[..., 0]
+        if k == RAW:
+            return z
         if k == schema.STANDARD:
             return z * st["std"] + st["mean"]
         if k == schema.LOG_STANDARD:
@@ -282,10 +289,10 @@ class ObjectPreprocessor:
     Call ``partial_fit`` with the real objects of each chunk, then ``finalize``.
     """
 
-    def __init__(self, config: ObjectConfig, reservoir_size: int = 50_000, seed: int = 0):
+    def __init__(self, config: ObjectConfig, reservoir_size: int = 50_000, seed: int = 0, raw: bool = False):
         self.config = config
         self.transforms = [
-            FeatureTransform(f.name, f.kind, reservoir_size=reservoir_size, seed=seed + i)
+            FeatureTransform(f.name, RAW if raw else f.kind, reservoir_size=reservoir_size, seed=seed + i)
             for i, f in enumerate(config.features)
         ]
 

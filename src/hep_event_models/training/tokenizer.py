@@ -49,9 +49,13 @@ def fit_preprocessor(
     chunk_size: int = 50_000,
     progress: bool = True,
     seed: int = 0,
+    raw: bool = False,
 ) -> ObjectPreprocessor:
-    """Fit the preprocessing of ``cfg`` on the training events of ``data`` in one streaming pass."""
-    pre = ObjectPreprocessor(cfg, seed=seed)
+    """Fit the preprocessing of ``cfg`` on the training events of ``data`` in one streaming pass.
+
+    ``raw=True`` gives identity transforms (the seed-style baseline).
+    """
+    pre = ObjectPreprocessor(cfg, seed=seed, raw=raw)
     reader = EventReader(data, selection=[cfg], scalars=(), chunk_size=chunk_size, max_events=max_events)
     for b in tqdm(reader, desc=f"fit preprocessing {cfg.object}", unit="chunk", disable=not progress):
         c = b.collections[cfg.object]
@@ -213,9 +217,15 @@ def fit_object_tokenizer(
     else:
         state = None
         s = {**dict(cfg.extra.get("tokenizer", {}) or {}), **dict(settings or {})}
-        ObjectTokenizerSettings.from_dict(s)  # fail early on a bad setting
+        parsed = ObjectTokenizerSettings.from_dict(s)  # fail early on a bad setting
         pre = fit_preprocessor(
-            cfg, data, val_every=val_every, max_events=preprocess_max_events, progress=progress, seed=seed
+            cfg,
+            data,
+            val_every=val_every,
+            max_events=preprocess_max_events,
+            progress=progress,
+            seed=seed,
+            raw=parsed.raw_features,
         )
         model = ObjectTokenizer.from_fitted(cfg, pre, s)
     model.to(device)
