@@ -23,7 +23,7 @@ def _jets(samples, n_events=4000):
 
 def _tokenizer(cfg, coll, settings, steps=15):
     torch.manual_seed(0)
-    pre = ObjectPreprocessor(cfg)
+    pre = ObjectPreprocessor(cfg, raw=settings.get("raw_features", False))
     pre.partial_fit(coll.values[coll.mask])
     tok = ObjectTokenizer.from_fitted(cfg, pre.finalize(), settings)
     opt = torch.optim.Adam(tok.parameters(), 1e-3)
@@ -142,8 +142,12 @@ def test_bad_settings_and_versions(samples, tmp_path):
 def test_seed_style_baseline_option(samples):
     """raw_features + L1 reproduces the seeds' first setup: no preprocessing, continuous outputs."""
     cfg, coll = _jets(samples, 500)
-    tok = _tokenizer(cfg, coll, {**SMALL, "raw_features": True, "loss": "l1", "kmeans_init": False,
-                                 "threshold_ema_dead_code": 0.0}, steps=2)
+    tok = _tokenizer(
+        cfg,
+        coll,
+        {**SMALL, "raw_features": True, "loss": "l1", "kmeans_init": False, "threshold_ema_dead_code": 0.0},
+        steps=2,
+    )
     assert {t.kind for t in tok.preprocessor.transforms} == {"raw"}
     real = coll.values[coll.mask]
     np.testing.assert_array_equal(tok.preprocessor.forward(real)[:, 0], real[:, 0].astype(np.float32))

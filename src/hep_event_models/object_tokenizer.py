@@ -68,7 +68,8 @@ class ObjectTokenizerSettings:
         loss_weights: per-feature loss weights (default 1).
         raw_features: no preprocessing (identity transforms, raw physical values in and out):
             only to reproduce the seed framework's first setup as a baseline.
-        loss: ``"by_kind"`` (see module doc) or ``"l1"`` (L1 on every output, the seeds' choice).
+        loss: ``"by_kind"`` (see module doc) or ``"l1"`` (L1 instead of MSE for regression
+            outputs, the seeds' choice; class heads keep their cross-entropy).
     """
 
     encoder: str = "mlp"
@@ -272,12 +273,12 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         total = outputs[0].new_zeros(())
         parts = {}
         for t, out, tgt in zip(self.preprocessor.transforms, outputs, targets, strict=True):
-            if self.settings.loss == "l1":
-                loss = F.l1_loss(out, tgt)
-            elif t.kind in (schema.INTEGER, schema.CATEGORICAL):
+            if t.kind in (schema.INTEGER, schema.CATEGORICAL):
                 loss = F.cross_entropy(out, tgt)
             elif t.kind == schema.BINARY:
                 loss = F.binary_cross_entropy_with_logits(out[:, 0], tgt.float())
+            elif self.settings.loss == "l1":
+                loss = F.l1_loss(out, tgt)
             else:
                 loss = F.mse_loss(out, tgt)
             w = float(self.settings.loss_weights.get(t.name, 1.0))
