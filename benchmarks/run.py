@@ -64,7 +64,7 @@ def _machine_line(m: dict) -> str:
 
 
 # --------------------------------------------------------------------------------------
-def bench_generator(quick: bool) -> tuple[dict, str]:
+def bench_generator(quick: bool, opts=None) -> tuple[dict, str]:
     """End-to-end generation (generate + compress + write) per process, and generation alone."""
     from hep_event_models.generator import generate, generate_batch
 
@@ -122,7 +122,7 @@ _READ_CHILD = textwrap.dedent(
 )
 
 
-def bench_reader(quick: bool) -> tuple[dict, str]:
+def bench_reader(quick: bool, opts=None) -> tuple[dict, str]:
     """Streaming read of every collection and feature: speed and peak RSS vs file size."""
     from hep_event_models.generator import generate
 
@@ -162,9 +162,131 @@ def bench_reader(quick: bool) -> tuple[dict, str]:
     return res, "\n".join(md)
 
 
+TOKENIZER_CONFIGS = {
+    # this package's defaults: per-kind preprocessing and losses, k-means init, dead-code expiry
+    "ours": {},
+    # the seeds' first setup: raw features, L1 loss, no k-means init, no dead-code expiry
+    "seed_baseline": {
+        "raw_features": True,
+        "loss": "l1",
+        "kmeans_init": False,
+        "threshold_ema_dead_code": 0.0,
+        "rotation_trick": False,
+    },
+}
+TARGETS = "every level ≥ 90% used; pT ≤ 1% (relative); η, φ ≤ 0.005; discrete ≥ 99.9% exact; scores KS ≤ 0.01"
+
+
+def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
+    """Object tokenizers: ours vs the seed-style baseline, same data and budget, held-out events."""
+    import torch
+
+    from hep_event_models.diagnostics import tokenizer_metrics
+    from hep_event_models.generator import generate
+    from hep_event_models.object_tokenizer import ObjectTokenizer
+    from hep_event_models.scan import encoding_speed, summarize
+    from hep_event_models.training.tokenizer import fit_object_tokenizer, validation_set
+
+    device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    n_per = 10_000 if quick else opts.tokenizer_events
+    files = []
+    for i, proc in enumerate(("hzz4l", "zz4l", "ttbar", "dy")):
+        path = WORK / f"mix_{proc}_{n_per}.h5"
+        if not path.exists():
+            generate(proc, n_per, path, seed=50 + i, progress=False)
+        files.append(str(path))
+    steps = 60 if quick else opts.tokenizer_steps
+    base = {"codebook_size": 512} if quick else {}
+    rows = []
+    for obj in opts.objects.split(","):
+        for cname, settings in TOKENIZER_CONFIGS.items():
+            out = WORK / f"tok_{obj}_{cname}"
+            s = fit_object_tokenizer(
+                obj,
+                files,
+                out,
+                settings={**base, **settings},
+                max_steps=steps,
+                batch_size=opts.tokenizer_batch,
+                lr=1e-3,
+                device=device,
+                checkpoint_every=0,
+                progress=False,
+                seed=0,
+            )
+            tok = ObjectTokenizer.from_pretrained(out)
+            values, mask = validation_set(tok.object_config, files, 20, max_objects=100_000)
+            real = values[mask]
+            m = tokenizer_metrics(tok, real)
+            row = {
+                "object": obj,
+                "config": cname,
+                "steps": steps,
+                "batch_size": opts.tokenizer_batch,
+                "device": device,
+                "train_seconds": s["seconds"],
+                "n_val_objects": len(real),
+                **summarize(m),
+                "features": m["features"],
+                "levels": m["levels"],
+            }
+            feats = m["features"]
+            disc = {k: f["exact_match"] for k, f in feats.items() if "exact_match" in f}
+            ks = {k: f["ks"] for k, f in feats.items() if "ks" in f}
+            row["worst_discrete"] = min(disc, key=disc.get) if disc else None
+            row["worst_score"] = max(ks, key=ks.get) if ks else None
+            if cname == "ours":
+                tok.to("cpu")
+                row["encode_faiss_per_s"] = encoding_speed(tok, real, "faiss")
+                row["encode_library_per_s"] = encoding_speed(tok, real[:20_000], "library", 20_000, 1)
+                if torch.cuda.is_available():
+                    tok.to("cuda")
+                    row["encode_cuda_per_s"] = encoding_speed(tok, real, "torch", 1_000_000)
+            rows.append(row)
+            print(f"  {obj} {cname}: usage {row['usage']}, pT {row.get('pt_resolution')}", flush=True)
+
+    def f(v, spec):
+        return "–" if v is None else format(v, spec)
+
+    md = [
+        f"Budget: {steps} steps of {opts.tokenizer_batch} objects on {device}; codebooks "
+        f"{'512' if quick else '4096'} codes × 4 levels, codebook_dim 8; {n_per:,} events per process "
+        f"(hzz4l, zz4l, ttbar, dy), every 20th event held out for these metrics. Targets: {TARGETS}.",
+        "",
+        "| object | config | train s | usage per level | pT res (rel) | η res | φ res | worst discrete exact "
+        "| worst score KS |",
+        "|---|---|---:|---|---:|---:|---:|---|---|",
+    ]
+    for r in rows:
+        usage = " / ".join(f"{u:.0%}" for u in r["usage"])
+        wd = f"{r['worst_discrete']} {r['discrete_exact_min']:.4f}" if r["worst_discrete"] else "–"
+        ws = f"{r['worst_score']} {r['score_ks_max']:.4f}" if r["worst_score"] else "–"
+        md.append(
+            f"| {r['object']} | {r['config']} | {r['train_seconds']:.0f} | {usage} "
+            f"| {f(r.get('pt_resolution'), '.4f')} | {f(r.get('eta_resolution'), '.4f')} "
+            f"| {f(r.get('phi_resolution'), '.4f')} | {wd} | {ws} |"
+        )
+    md += [
+        "",
+        "Encoding speed (encoder + every level, exact search), measured in the same run:",
+        "",
+        "| object | FAISS (CPU) objects/s | library forward objects/s | ratio | GPU (torch) objects/s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if "encode_faiss_per_s" in r:
+            md.append(
+                f"| {r['object']} | {r['encode_faiss_per_s']:,.0f} | {r['encode_library_per_s']:,.0f} "
+                f"| {r['encode_faiss_per_s'] / r['encode_library_per_s']:.0f}× "
+                f"| {f(r.get('encode_cuda_per_s'), ',.0f')} |"
+            )
+    return {"rows": rows, "steps": steps, "device": device}, "\n".join(md)
+
+
 SECTIONS = {
     "generator": ("Event generator", bench_generator),
     "reader": ("HDF5 reader", bench_reader),
+    "tokenizers": ("Object tokenizers", bench_tokenizers),
 }
 
 
@@ -195,13 +317,22 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections: {', '.join(SECTIONS)}")
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    ap.add_argument(
+        "--objects",
+        default="jets,electrons,muons,photons,taus,tracks,met",
+        help="object types for the tokenizer section",
+    )
+    ap.add_argument("--tokenizer-steps", type=int, default=2000, help="training steps per tokenizer")
+    ap.add_argument("--tokenizer-batch", type=int, default=4096, help="objects per training step")
+    ap.add_argument("--tokenizer-events", type=int, default=100_000, help="events per process for tokenizers")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     args = ap.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
     WORK.mkdir(exist_ok=True)
     for key in args.only.split(","):
         title, fn = SECTIONS[key]
         print(f"== {title}", flush=True)
-        res, md = fn(args.quick)
+        res, md = fn(args.quick, args)
         res = {"machine": machine(), "quick": args.quick, **res}
         (RESULTS / f"{key}.json").write_text(json.dumps(res, indent=2) + "\n")
         (RESULTS / f"{key}.md").write_text(md + "\n")

@@ -83,9 +83,11 @@ def feature_metrics(kind: str, relative: bool, original: np.ndarray, decoded: np
 
 
 def relative_features(tok: ObjectTokenizer) -> dict[str, bool]:
+    kinds = {f.name: f.kind for f in tok.object_config.features}
     units = {f.name: f.unit for f in tok.object_config.features}
     return {
-        t.name: is_relative(t.kind, units.get(t.name, ""), t.stats.get("min", 0.0)) for t in tok.preprocessor.transforms
+        t.name: is_relative(kinds[t.name], units.get(t.name, ""), t.stats.get("min", 0.0))
+        for t in tok.preprocessor.transforms
     }
 
 
@@ -103,9 +105,10 @@ def tokenizer_metrics(
         codes, values = codes[mask], values[mask]
     decoded = tok.decode(codes)
     rel = relative_features(tok)
+    # metrics follow the feature's kind in the config (also for the raw-feature baseline)
     feats = {
-        t.name: feature_metrics(t.kind, rel[t.name], values[:, j].astype(np.float64), decoded[:, j])
-        for j, t in enumerate(tok.preprocessor.transforms)
+        f.name: feature_metrics(f.kind, rel[f.name], values[:, j].astype(np.float64), decoded[:, j])
+        for j, f in enumerate(tok.object_config.features)
     }
     metrics = {
         "object": tok.object,
@@ -124,7 +127,7 @@ def binned_resolution(tok: ObjectTokenizer, original: np.ndarray, decoded: np.nd
     pt = original[:, names.index("pt")]
     edges = np.unique(np.quantile(pt, np.linspace(0, 1, n_bins + 1)))
     rel = relative_features(tok)
-    kinds = {t.name: t.kind for t in tok.preprocessor.transforms}
+    kinds = {f.name: f.kind for f in tok.object_config.features}
     out = {}
     for name in ("pt", "eta", "phi"):
         if name not in names:
@@ -182,7 +185,7 @@ def diagnose(
         from . import plots as P
 
         names = tok.feature_names
-        kinds = [t.kind for t in tok.preprocessor.transforms]
+        kinds = [f.kind for f in tok.object_config.features]
         rel = relative_features(tok)
         title = tok.object
         files = [
