@@ -4,6 +4,8 @@
 2. The VQ-VAE trains on shuffled batches of about ``batch_size`` real objects drawn from
    a streaming reader (file order, chunk order and events within a buffer shuffled,
    new order every pass), so data size is bounded by disk, not memory.
+   The first step gathers at least twice the codebook size in objects, because the
+   library's k-means initialisation runs on the first batch.
 3. Every ``val_every``-th event of each file (by row) is held out: never used for fitting
    or training, and used for validation (and by ``diagnose`` with the same rule).
 4. Checkpoints (model, optimizer, scheduler, step, RNG state) are written atomically every
@@ -243,8 +245,17 @@ def fit_object_tokenizer(
         total=max_steps, initial=start_step, desc=f"fit {cfg.object} tokenizer", unit="step", disable=not progress
     )
     step = start_step
+    # k-means initialisation runs on the first batch: give it enough objects for every code
+    s_ = model.settings
+    init_objects = 2 * max(s_.codebook_sizes) if (s_.quantizer == "rvq" and s_.kmeans_init and step == 0) else 0
     while step < max_steps:
         values, mask = next(batches)
+        if init_objects:
+            parts = [(values, mask)]
+            while sum(int(m_.sum()) for _, m_ in parts) < init_objects:
+                parts.append(next(batches))
+            values, mask = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            init_objects = 0
         model.train()
         x, m, tg = model.prepare(values, mask)
         res = model(x, m, tg)
