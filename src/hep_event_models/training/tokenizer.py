@@ -280,6 +280,7 @@ def fit_object_tokenizer(
         if checkpoint_every and step % checkpoint_every == 0 and step < max_steps:
             _save_checkpoint(out, model, opt, sched, step, history)
     bar.close()
+    batches.close()  # closes the reader's open file now, not at interpreter shutdown
 
     final_eval = evaluate_tokenizer(model, val_values, val_mask)
     model.cpu()
