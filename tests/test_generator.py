@@ -208,3 +208,16 @@ def test_taus_real_and_fake(samples):
     assert real.sum() > 500 and fake.sum() > 500
     assert score[real].mean() > 0.4 > score[fake].mean()
     assert ((mode <= 2) == (one == 1)).all()
+
+
+def test_mass_window_filters_or_refuses():
+    tt = generate_batch("ttbar", 1000, seed=2, mass_window=(500.0, 600.0))["truth/hard_mass"]
+    assert tt.min() > 500 and tt.max() < 600
+    mll = generate_batch("dy", 1000, seed=2, mass_window=(60.0, 120.0))["truth/hard_mass"]
+    assert mll.min() >= 60 and mll.max() <= 120
+    with pytest.raises(ValueError, match="excludes m_H"):
+        generate_batch("hzz4l", 10, mass_window=(130.0, 140.0))
+    with pytest.raises(ValueError, match="below the tt threshold"):
+        generate_batch("ttbar", 10, mass_window=(100.0, 200.0))
+    with pytest.raises(ValueError, match="unknown process"):
+        generate_batch("susy", 10)

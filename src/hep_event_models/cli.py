@@ -209,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_mass_window,
         default=None,
         metavar="LO,HI",
-        help="generator-level filter on the hard-system mass in GeV (m_4l for zz4l, m_ll for dy)",
+        help="generator-level filter on the truth hard-system mass in GeV: m_4l (zz4l), m_ll (dy), m_tt (ttbar); "
+        "for hzz4l the window must contain m_H",
     )
     g.add_argument("--json", help="also write a JSON summary here")
     g.add_argument("--quiet", action="store_true", help="no progress bar")

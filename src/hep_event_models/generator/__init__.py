@@ -165,7 +165,7 @@ def generate(
     md = schema.default_metadata(
         n_events,
         input_file=f"hep_event_models.generator process={process} seed={seed}",
-        git_hash=f"hep_event_models {__version__}",
+        generator_version=__version__,
         process=process,
         generator="hep_event_models.generator",
         seed=int(seed),

@@ -245,7 +245,12 @@ def _four_leptons(rng, parent_lab, m1, m2, c1, c2, phi_planes, rotate_isotropic:
 
 
 def hzz4l(rng, n: int, mass_window=None) -> HardEvents:
-    """gg -> H -> Z Z* -> 4l (l = e, μ), SM scalar angular correlations."""
+    """gg -> H -> Z Z* -> 4l (l = e, μ), SM scalar angular correlations.
+
+    ``mass_window`` must contain m_H (the Higgs line is 4 MeV wide: nothing to filter).
+    """
+    if mass_window is not None and not mass_window[0] < M_H < mass_window[1]:
+        raise ValueError(f"mass window {mass_window} excludes m_H = {M_H} GeV")
     isr_p4, isr_fl, recoil = isr(rng, n, rate=0.9, gluon_fraction=0.8)
     m_h = kin.breit_wigner(rng, M_H, W_H, M_H - 1.0, M_H + 1.0, size=n)
     h = system(rng, m_h, recoil, y_sigma=1.8)
@@ -388,14 +393,16 @@ def ttbar(rng, n: int, mass_window=None) -> HardEvents:
     lo = mt1 + mt2 + 1e-3
     mtt = np.empty(n)
     todo = np.arange(n)
+    if mass_window is not None and mass_window[1] <= 2 * 150.0:
+        raise ValueError(f"mass window {mass_window} lies below the tt threshold")
     while todo.size:
         cand = kin.power_law(rng, 5.0, lo[todo], 5000.0)
         b = kin.two_body_momentum(cand, mt1[todo], mt2[todo]) * 2 / cand
         ok = rng.uniform(size=todo.size) < b
+        if mass_window is not None:  # generator-level filter on m_tt
+            ok &= (cand > mass_window[0]) & (cand < mass_window[1])
         mtt[todo[ok]] = cand[ok]
         todo = todo[~ok]
-    if mass_window is not None:
-        mtt = np.clip(mtt, *mass_window)
     isr_p4, isr_fl, recoil = isr(rng, n, rate=1.2, gluon_fraction=0.75)
     tt = system(rng, mtt, recoil, y_sigma=1.0)
     cstar = kin.sample_rejection(rng, lambda c, idx: (1 + 0.4 * c * c) / 1.4, 1.0, n)

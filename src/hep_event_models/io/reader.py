@@ -305,17 +305,13 @@ class EventReader:
                 if self.validate:
                     problems += check_scalars_chunk(path, s, raw)
             colls[cname] = CollectionBatch(values, mask, tuple(feats))
-        scalars = {}
+        scalars, by_path = {}, {}
         for sname in self.scalars:
             group, _, key = sname.rpartition("/")
             dpath = schema.collection(group).path_of(key)
-            scalars[sname] = f[dpath][s:e]
+            scalars[sname] = by_path[dpath] = f[dpath][s:e]
         if self.validate:
-            problems += check_scalars_chunk(
-                path,
-                s,
-                {schema.collection(k.rpartition("/")[0]).path_of(k.rpartition("/")[2]): v for k, v in scalars.items()},
-            )
+            problems += check_scalars_chunk(path, s, by_path)
         if problems:
             raise EventFileError(problems)
         if schema.LABEL_KEY in f:
