@@ -218,6 +218,9 @@ def fit_object_tokenizer(
         torch.set_rng_state(state["torch_rng"])
     else:
         state = None
+        # a fresh run: no stale log or checkpoint from an earlier run in the same directory
+        (out / "train_log.jsonl").unlink(missing_ok=True)
+        shutil.rmtree(ckpt, ignore_errors=True)
         s = {**dict(cfg.extra.get("tokenizer", {}) or {}), **dict(settings or {})}
         parsed = ObjectTokenizerSettings.from_dict(s)  # fail early on a bad setting
         pre = fit_preprocessor(
