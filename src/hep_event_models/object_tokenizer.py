@@ -388,10 +388,7 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         out = np.zeros((flat.shape[0], len(self.feature_names)), dtype=np.float64)
         if valid.any():
             idx = torch.from_numpy(flat[valid]).to(self.device)
-            if self.settings.quantizer == "rfsq":
-                q = self.quantizer.get_output_from_indices(idx[None])[0]
-            else:
-                q = self.quantizer.get_output_from_indices(idx[None])[0]
+            q = self.quantizer.get_output_from_indices(idx[None])[0]
             outs = [o.float().cpu().numpy() for o in self._decode_latent(q)]
             out[valid] = self.preprocessor.inverse(outs)
         return out.reshape(*shape, len(self.feature_names))
