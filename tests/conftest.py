@@ -33,3 +33,52 @@ def small_file(tmp_path) -> str:
     path = tmp_path / "small.h5"
     generate("dy", 2_000, path, seed=7, chunk_size=1_000, progress=False, workers=1)
     return str(path)
+
+
+# a small EventTokenizer (few codes, few steps) for event-level tests: fitted once per session
+EVENT_TEST_OBJECTS = {"electrons": "electrons.yaml", "muons": "muons.yaml", "met": "met.yaml", "jets": "jets.yaml"}
+EVENT_TEST_SETTINGS = {"codebook_size": 256, "num_quantizers": 3, "hidden_dim": 64, "decoder_hidden_dim": 128}
+
+
+@pytest.fixture(scope="session")
+def event_config(tmp_path_factory) -> str:
+    """An event config with four object types (tracks and rare objects left out for speed)."""
+    import yaml
+
+    from hep_event_models.config import config_dir
+
+    d = tmp_path_factory.mktemp("event_config")
+    cfg = {
+        "objects": {k: str(config_dir() / v) for k, v in EVENT_TEST_OBJECTS.items()},
+        "context": [{"name": "mu", "group": "event", "bins": 50, "range": [0.0, 100.0]}],
+    }
+    path = d / "event.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def event_tokenizer_dir(samples, event_config, tmp_path_factory) -> str:
+    from hep_event_models.training.event_tokenizer import fit_event_tokenizer
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("event_tokenizer")
+    fit_event_tokenizer(
+        event_config,
+        [samples["hzz4l"], samples["dy"], samples["ttbar"]],
+        out,
+        settings=EVENT_TEST_SETTINGS,
+        max_steps=300,
+        batch_size=1024,
+        lr=2e-3,
+        progress=False,
+        diagnose_objects=5000,
+    )
+    return str(out)
+
+
+@pytest.fixture()
+def event_tokenizer(event_tokenizer_dir):
+    from hep_event_models.event_tokenizer import EventTokenizer
+
+    return EventTokenizer.from_pretrained(event_tokenizer_dir)

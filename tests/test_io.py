@@ -282,3 +282,15 @@ def test_metadata_attributes_complete(samples):
         assert a in md, a
     assert md["process"] == "hzz4l" and md["label_names"][0] == "hzz4l"
     assert json.loads(json.dumps(md["pt_cuts"]))["muons"] == 5.0
+
+
+def test_reader_row_range(small_file):
+    r = EventReader(small_file, chunk_size=64, rows=(100, 350))
+    idx = np.concatenate([b.event_index for b in r])
+    np.testing.assert_array_equal(idx, np.arange(100, 350))
+    assert len(r) == 250
+    # stop beyond the file is clipped; an empty range reads nothing
+    assert len(EventReader(small_file, rows=(1900, 5000))) == 100
+    assert sum(len(b) for b in EventReader(small_file, rows=(10, 10))) == 0
+    with pytest.raises(ValueError, match="rows"):
+        EventReader(small_file, rows=(5, 2))

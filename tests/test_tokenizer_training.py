@@ -29,10 +29,9 @@ def test_small_cpu_training_reaches_usage_and_resolution(samples, tmp_path):
         out,
         settings={
             "codebook_size": 64,
-            "num_quantizers": 2,
+            "num_quantizers": 3,
             "hidden_dim": 64,
-            "num_layers": 3,
-            "decoder_hidden_dim": 64,
+            "decoder_hidden_dim": 128,
         },
         max_steps=400,
         batch_size=1024,
@@ -49,7 +48,10 @@ def test_small_cpu_training_reaches_usage_and_resolution(samples, tmp_path):
     m = tokenizer_metrics(tok, values, mask)
     assert m["n_objects"] > 300
     for lvl in m["levels"]:
-        assert lvl["used_fraction"] >= 0.9, m["levels"]
+        assert lvl["used_fraction"] >= 0.9, (
+            m["levels"],
+            {k: (f.get("resolution"), f.get("exact_match")) for k, f in m["features"].items()},
+        )
         assert lvl["perplexity"] > 30
     f = m["features"]
     assert f["pt"]["relative"] and f["pt"]["resolution"] < 0.25
@@ -107,11 +109,6 @@ def test_fit_tokenizer_cli_checkpoints_and_resumes(samples, tmp_path, capsys):
     for png in ("codebook_usage.png", "features.png", "residuals.png", "correlation.png", "resolution_vs_pt.png"):
         assert (tmp_path / "d" / png).stat().st_size > 5000
     assert len(d["resolution_vs_pt"]["pt"]["resolution"]) >= 4
-
-
-def test_event_config_is_refused_clearly(samples, tmp_path, capsys):
-    rc = main(["fit-tokenizer", "--config", "event", "--data", samples["dy"], "--out", str(tmp_path / "x")])
-    assert rc == 2 and "event config" in capsys.readouterr().err
 
 
 def test_metric_definitions():

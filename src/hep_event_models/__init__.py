@@ -10,13 +10,28 @@ from . import schema
 from .config import ObjectConfig, load_object_config
 from .io import EventBatch, EventFileError, EventReader, EventWriter
 
-# torch-based classes load on first use, so `import hep_event_models` (and the generator/reader
-# CLI) stays light
+# classes load on first use (the Auto-class registration below imports transformers and torch)
 _LAZY = {
+    "EventTokenizer": "event_tokenizer",
+    "HepEventConfig": "configuration_hep_event",
+    "HepEventModel": "modeling_hep_event",
+    "HepEventForMaskedLM": "modeling_hep_event",
+    "HepEventForSequenceClassification": "modeling_hep_event",
     "ObjectTokenizer": "object_tokenizer",
     "ObjectTokenizerSettings": "object_tokenizer",
     "ObjectPreprocessor": "preprocessing",
 }
+
+
+def _register_auto_classes() -> None:
+    """Make ``AutoConfig``/``AutoModel*.from_pretrained`` know the HepEvent models after
+    ``import hep_event_models`` (no ``trust_remote_code`` needed)."""
+    from .modeling_hep_event import register_auto_classes
+
+    register_auto_classes()
+
+
+_register_auto_classes()
 
 
 def __getattr__(name):
@@ -31,7 +46,12 @@ __all__ = [
     "EventBatch",
     "EventFileError",
     "EventReader",
+    "EventTokenizer",
     "EventWriter",
+    "HepEventConfig",
+    "HepEventForMaskedLM",
+    "HepEventForSequenceClassification",
+    "HepEventModel",
     "ObjectConfig",
     "ObjectPreprocessor",
     "ObjectTokenizer",

@@ -84,21 +84,47 @@ def _parse_settings(items: list[str] | None) -> dict:
     return out
 
 
-def cmd_fit_tokenizer(args) -> int:
-    import yaml
+def _parse_object_dirs(items: list[str] | None) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"error: --object-tokenizer takes NAME=DIR, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k] = v
+    return out
 
+
+def cmd_fit_tokenizer(args) -> int:
     from .config import resolve_config_path
-    from .training.tokenizer import fit_object_tokenizer
+    from .event_tokenizer import is_event_config
 
     cfg_path = resolve_config_path(args.config)
-    raw = yaml.safe_load(cfg_path.read_text())
-    if isinstance(raw, dict) and "objects" in raw and "object" not in raw:
-        print(
-            f"error: {cfg_path} is an event config; fitting whole event tokenizers is not available yet. "
-            "Fit each object config (e.g. tokenizer_configs/jets.yaml) instead.",
-            file=sys.stderr,
+    if is_event_config(cfg_path):
+        from .training.event_tokenizer import fit_event_tokenizer
+
+        tok = fit_event_tokenizer(
+            cfg_path,
+            args.data,
+            args.out,
+            object_dirs=_parse_object_dirs(args.object_tokenizer),
+            num_proc=args.num_proc,
+            refit=args.refit,
+            settings=_parse_settings(args.set),
+            max_steps=args.max_steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            device=args.device,
+            val_every=args.val_every,
+            progress=not args.quiet,
         )
+        print(f"wrote {tok!r} to {args.out}")
+        return 0
+    if args.object_tokenizer:
+        print("error: --object-tokenizer is for event configs", file=sys.stderr)
         return 2
+    from .training.tokenizer import fit_object_tokenizer
+
     summary = fit_object_tokenizer(
         cfg_path,
         args.data,
@@ -123,6 +149,111 @@ def cmd_fit_tokenizer(args) -> int:
         f"({summary['seconds']:.0f} s): validation loss {fin['val_loss']:.4f}, code usage {usage}"
     )
     return 0
+
+
+def cmd_tokenize(args) -> int:
+    from .tokenized import tokenize_dataset
+
+    summary = tokenize_dataset(
+        args.tokenizer,
+        args.data,
+        args.out,
+        fmt=args.format,
+        num_proc=args.num_proc,
+        shard_index=args.shard_index,
+        num_shards=args.num_shards,
+        rows_per_shard=args.rows_per_shard,
+        chunk_size=args.chunk_size,
+        max_length=args.max_length,
+        truncation=args.max_length is not None,
+        progress=not args.quiet,
+    )
+    rate = (
+        f" ({summary['events_per_s']:,.0f} events/s, {summary['objects_per_s']:,.0f} objects/s)"
+        if summary["events"]
+        else ""
+    )
+    print(
+        f"tokenized {summary['events']:,} events into {len(summary['shards_written'])} new shard(s) in {args.out}"
+        f"{rate}; {len(summary['shards_skipped'])} finished shard(s) skipped"
+    )
+    job = f"{args.shard_index}-of-{args.num_shards}"
+    _write_json(Path(args.out) / f"tokenize_summary-{job}.json", summary)
+    return 0
+
+
+def cmd_push(args) -> int:
+    from .event_tokenizer import CONFIG_NAME, EventTokenizer
+
+    path = Path(args.path)
+    if (path / CONFIG_NAME).exists():
+        obj = EventTokenizer.from_pretrained(path)
+        info = obj.push_to_hub(
+            args.repo_id, revision=args.revision, commit_message=args.message, private=args.private, tag=args.tag
+        )
+    else:
+        from .hub import push_folder
+
+        info = push_folder(
+            path, args.repo_id, revision=args.revision, commit_message=args.message, private=args.private, tag=args.tag
+        )
+    print(f"pushed {path} to {args.repo_id}@{args.revision or 'main'}: {getattr(info, 'commit_url', info)}")
+    return 0
+
+
+def _hf_args(args):
+    from .training.models import parse_args
+
+    argv = ([args.config] if args.config else []) + list(args.overrides)
+    return parse_args(argv)
+
+
+def cmd_pretrain(args) -> int:
+    from .training.models import pretrain
+
+    model_args, data_args, training_args = _hf_args(args)
+    metrics = pretrain(model_args, data_args, training_args)
+    print(f"pretrained model written to {training_args.output_dir}: " + _fmt_metrics(metrics))
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from .training.models import finetune
+
+    model_args, data_args, training_args = _hf_args(args)
+    metrics = finetune(model_args, data_args, training_args)
+    print(f"classifier written to {training_args.output_dir}: " + _fmt_metrics(metrics))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate_classifier
+
+    r = evaluate_classifier(
+        args.model,
+        args.train_data,
+        args.test_data,
+        args.signal,
+        args.background,
+        args.out,
+        m4l_window=args.m4l_window,
+        tokenizer=args.tokenizer,
+        max_train_events=args.max_train_events,
+        max_test_events=args.max_test_events,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(
+        f"{args.signal} vs {', '.join(args.background)}: AUC {r['auc']:.4f} (GBDT {r['gbdt_auc']:.4f}, counts only "
+        f"{r['counts_auc']:.4f}), accuracy {r['accuracy']:.4f}, rejection at 50% {r['rejection_at_50']:.1f}; "
+        f"wrote {args.out}/metrics.json and roc.png"
+    )
+    return 0
+
+
+def _fmt_metrics(m: dict) -> str:
+    keys = [k for k in ("train_loss", "eval_loss", "eval_auc", "eval_accuracy") if k in m]
+    return ", ".join(f"{k} {m[k]:.4f}" for k in keys)
 
 
 def cmd_diagnose(args) -> int:
@@ -229,9 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser(
         "fit-tokenizer",
-        help="fit preprocessing and train an object tokenizer (residual VQ-VAE)",
-        description="Stream events, fit per-feature preprocessing, train the residual VQ-VAE of one "
-        "object config, and save it (config.json + model.safetensors).",
+        help="fit an object tokenizer (residual VQ-VAE) or a whole EventTokenizer",
+        description="Object config: stream events, fit per-feature preprocessing, train the residual VQ-VAE "
+        "and save it (config.json + model.safetensors). Event config (tokenizer_configs/event.yaml): fit every "
+        "object tokenizer it names (OUT/fits/<object>, reused when finished) plus the context binning, and "
+        "save the EventTokenizer to OUT.",
     )
     f.add_argument("--config", required=True, help="object config YAML, or a shipped name (jets, muons, ...)")
     f.add_argument("--data", required=True, nargs="+", help="HDF5 files or globs")
@@ -252,8 +385,101 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a tokenizer setting, e.g. --set codebook_size=1024 (repeatable)",
     )
+    f.add_argument(
+        "--num-proc", type=int, default=1, help="event configs: object tokenizers fitted at once (processes)"
+    )
+    f.add_argument(
+        "--object-tokenizer",
+        action="append",
+        metavar="NAME=DIR",
+        help="event configs: use this already fitted object tokenizer instead of fitting one (repeatable)",
+    )
+    f.add_argument("--refit", action="store_true", help="event configs: refit object tokenizers already in OUT/fits")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
     f.set_defaults(func=cmd_fit_tokenizer)
+
+    t = sub.add_parser(
+        "tokenize",
+        help="tokenize HDF5 events into sharded Parquet/Arrow datasets",
+        description="Stream events through an EventTokenizer and write shards (input_ids, token_type_ids, "
+        "attention_mask, event_index, source_file, label) with the tokenizer fingerprint in the schema. "
+        "Resumable: finished shards are skipped.",
+    )
+    t.add_argument("--tokenizer", required=True, help="EventTokenizer directory or Hub id")
+    t.add_argument("--data", required=True, nargs="+", help="HDF5 files or globs")
+    t.add_argument("--out", required=True, help="output directory")
+    t.add_argument("--format", default="parquet", choices=["parquet", "arrow"])
+    t.add_argument("--num-proc", type=int, default=1, help="worker processes")
+    t.add_argument("--shard-index", type=int, default=0, help="this job's index (file-level split)")
+    t.add_argument("--num-shards", type=int, default=1, help="number of jobs the input files are split over")
+    t.add_argument("--rows-per-shard", type=int, default=250_000, help="events per output shard")
+    t.add_argument("--chunk-size", type=int, default=8192, help="events read and tokenized at once")
+    t.add_argument("--max-length", type=int, default=None, help="truncate sequences to this length")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_tokenize)
+
+    pu = sub.add_parser(
+        "push",
+        help="upload an EventTokenizer or model directory to the Hugging Face Hub",
+        description="Creates the repository, the branch --revision when missing, and the tag --tag.",
+    )
+    pu.add_argument("path", help="directory to upload")
+    pu.add_argument("--repo-id", required=True, help="Hub repository, e.g. my-org/hep-event-tokenizer")
+    pu.add_argument("--revision", default=None, help="branch to push to (created when missing)")
+    pu.add_argument("--tag", default=None, help="also tag the pushed revision")
+    pu.add_argument("--message", default=None, help="commit message")
+    pu.add_argument("--private", action="store_true", help="create the repository private")
+    pu.set_defaults(func=cmd_push)
+
+    for name, fn, what in (
+        ("pretrain", cmd_pretrain, "masked-token pretraining of HepEventForMaskedLM (whole-object masking)"),
+        ("finetune", cmd_finetune, "train HepEventForSequenceClassification (scratch, pretrained, or frozen)"),
+    ):
+        tp = sub.add_parser(
+            name,
+            help=what,
+            description=f"{what}, with transformers.Trainer. Arguments: a YAML/JSON file (training/*.yaml) "
+            "and/or flags of ModelArguments, DataArguments and transformers.TrainingArguments "
+            "(--output_dir, --max_steps, --per_device_train_batch_size, --learning_rate, --deepspeed, ...); "
+            "flags override the file. Example: hep-event-models "
+            f"{name} training/{name}.yaml --tokenizer TOK --train_data DS --output_dir OUT",
+        )
+        tp.add_argument("config", nargs="?", help="YAML or JSON file of arguments")
+        tp.add_argument(
+            "overrides",
+            nargs="*",
+            help="--flag value pairs: fields of ModelArguments, DataArguments (hep_event_models.training.models) "
+            "and transformers.TrainingArguments",
+        )
+        tp.set_defaults(func=fn)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="ROC AUC, accuracy and rejection of a classifier, with GBDT and counts-only baselines",
+        description="Scores held-out HDF5 events with a HepEventForSequenceClassification model and, in the "
+        "same run, a gradient-boosted classifier on continuous object features and a counts-only classifier "
+        "(both trained on --train-data). Writes OUT/metrics.json (auc, accuracy, rejection_at_50, gbdt_auc, "
+        "counts_auc, per background) and OUT/roc.png.",
+    )
+    ev.add_argument("--model", required=True, help="classifier directory (finetune output)")
+    ev.add_argument("--tokenizer", default=None, help="EventTokenizer (default: MODEL/tokenizer)")
+    ev.add_argument("--train-data", required=True, nargs="+", help="HDF5 files for the baselines' training")
+    ev.add_argument("--test-data", required=True, nargs="+", help="held-out HDF5 files")
+    ev.add_argument("--signal", required=True, choices=list(schema.PROCESS_IDS))
+    ev.add_argument("--background", required=True, nargs="+", choices=list(schema.PROCESS_IDS))
+    ev.add_argument(
+        "--m4l-window",
+        type=_mass_window,
+        default=None,
+        metavar="LO,HI",
+        help="keep four-lepton events with LO < m_4l < HI GeV (the headline task: 115,135)",
+    )
+    ev.add_argument("--max-train-events", type=int, default=50_000, help="per process")
+    ev.add_argument("--max-test-events", type=int, default=20_000, help="per process")
+    ev.add_argument("--out", required=True, help="output directory")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
 
     d = sub.add_parser(
         "diagnose",
@@ -299,7 +525,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_HF_COMMANDS = {"pretrain": "cmd_pretrain", "finetune": "cmd_finetune"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # pretrain/finetune take HfArgumentParser flags (any of ModelArguments, DataArguments,
+    # TrainingArguments), which argparse subparsers cannot list: pass them through as they are
+    if argv and argv[0] in _HF_COMMANDS and not {"-h", "--help"} & set(argv[1:]):
+        rest = argv[1:]
+        config = rest.pop(0) if rest and not rest[0].startswith("-") else None
+        ns = argparse.Namespace(config=config, overrides=rest)
+        return int(globals()[_HF_COMMANDS[argv[0]]](ns) or 0)
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -54,15 +54,24 @@ class FeatureSpec:
         kind: one of ``schema.FEATURE_KINDS``.
         source: HDF5 dataset path, e.g. ``"atlas/jets/DL1d_pb"``.
         unit: physical unit from the schema ("" when unknown).
+        goal: reconstruction goal that sets the feature's loss weight (``None``: the
+            tokenizer's default for the kind): relative resolution for ``log_standard``
+            (0.01 = 1%), absolute resolution in the feature's unit for ``standard`` and
+            ``angle`` (radians), probit units for ``quantile``/``score``; ignored for
+            discrete kinds (see ``ObjectTokenizerSettings.discrete_weight``).
     """
 
     name: str
     kind: str
     source: str
     unit: str = ""
+    goal: float | None = None
 
-    def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "kind": self.kind, "source": self.source}
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "kind": self.kind, "source": self.source}
+        if self.goal is not None:
+            d["goal"] = self.goal
+        return d
 
 
 @dataclass(frozen=True)
@@ -112,7 +121,18 @@ class ObjectConfig:
             kind = entry.get("kind", field_.kind if field_ else None)
             if kind not in schema.FEATURE_KINDS:
                 raise ValueError(f"{origin}: feature {name!r} has kind {kind!r}; known: {schema.FEATURE_KINDS}")
-            feats.append(FeatureSpec(name=name, kind=kind, source=source, unit=field_.unit if field_ else ""))
+            goal = entry.get("goal")
+            if goal is not None and not (isinstance(goal, (int, float)) and goal > 0):
+                raise ValueError(f"{origin}: feature {name!r} has goal {goal!r}; it must be a positive number")
+            feats.append(
+                FeatureSpec(
+                    name=name,
+                    kind=kind,
+                    source=source,
+                    unit=field_.unit if field_ else "",
+                    goal=None if goal is None else float(goal),
+                )
+            )
         names = [f.name for f in feats]
         if len(set(names)) != len(names):
             raise ValueError(f"{origin}: duplicate feature names in {names}")

@@ -14,6 +14,16 @@ Losses by kind: MSE for continuous kinds and for probit-mapped scores (a bounded
 probit is unbounded and well behaved, and decoding clips to [0, 1]); MSE on (cos φ, sin φ)
 for angles (wrap-aware); BCE for binary; cross-entropy for categorical and integer.
 
+Weighting (``loss_weighting="goal"``, the default): a fixed budget of bits per object
+(Q levels × log2 codes) has to be shared between the features, and the loss weights decide
+how. Each continuous feature's MSE is divided by the square of its reconstruction goal in
+model space (the config's ``goal``: the shipped configs ask 0.005 for η and φ, the issue's
+targets, and 0.5% for pT, half its 1% target, because every derived quantity leans on pT; a default
+per kind otherwise), so a feature at its goal contributes 1, and the weights are raised to
+``goal_power``; discrete heads get ``discrete_weight``. Weights are normalised to mean 1 and
+multiplied by ``loss_weights``.
+``"uniform"`` weights every feature 1 (the seed framework's choice).
+
 Encoding is inference: ``encode`` runs the encoder and then an exact nearest-code search
 per level with FAISS (``IndexFlatL2``, or inner product on normalised vectors for cosine
 codebooks) on CPU, or a chunked matmul argmin in torch on GPU, instead of the library's
@@ -25,6 +35,8 @@ difference only when the two distances agree to 1e-5 relative.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -65,7 +77,15 @@ class ObjectTokenizerSettings:
         commitment_weight: weight of the commitment loss.
         decay: EMA decay of the codebooks.
         fsq_levels: levels per dimension for ``"rfsq"`` (product = codes per level).
-        loss_weights: per-feature loss weights (default 1).
+        loss_weights: per-feature multipliers of the loss weights (default 1).
+        loss_weighting: ``"goal"`` (weights from reconstruction goals, module doc) or ``"uniform"``.
+        default_goal: goal in model-space units (standard deviations, probit units) of
+            continuous features whose config sets none.
+        goal_power: exponent applied to the goal weights ``1 / goal²`` (1: the full
+            rate-distortion weighting; 0.5, the default, compresses the range, which keeps
+            discrete and untargeted features learning within short training budgets).
+        discrete_weight: weight of the cross-entropy of discrete features (same scale as the
+            goal weights: a continuous feature at ``default_goal`` gets ``(1/default_goal²)^goal_power``).
         raw_features: no preprocessing (identity transforms, raw physical values in and out):
             only to reproduce the seed framework's first setup as a baseline.
         loss: ``"by_kind"`` (see module doc) or ``"l1"`` (L1 instead of MSE for regression
@@ -92,6 +112,10 @@ class ObjectTokenizerSettings:
     decay: float = 0.99
     fsq_levels: list[int] = field(default_factory=lambda: [8, 8, 8, 8])
     loss_weights: dict[str, float] = field(default_factory=dict)
+    loss_weighting: str = "goal"
+    default_goal: float = 0.05
+    goal_power: float = 0.5
+    discrete_weight: float = 300.0
     raw_features: bool = False
     loss: str = "by_kind"
 
@@ -109,6 +133,8 @@ class ObjectTokenizerSettings:
             raise ValueError(f"quantizer must be 'rvq' or 'rfsq', got {s.quantizer!r}")
         if s.loss not in ("by_kind", "l1"):
             raise ValueError(f"loss must be 'by_kind' or 'l1', got {s.loss!r}")
+        if s.loss_weighting not in ("goal", "uniform"):
+            raise ValueError(f"loss_weighting must be 'goal' or 'uniform', got {s.loss_weighting!r}")
         return s
 
     @property
@@ -183,7 +209,35 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         self.quantizer = self._build_quantizer(d_lat)
         self.out_widths = self.preprocessor.output_widths
         self.decoder = _mlp(d_lat, s.decoder_hidden_dim, sum(self.out_widths), s.decoder_layers)
+        self.loss_weights = self._feature_loss_weights()
         self._search = None
+
+    def _feature_loss_weights(self) -> dict[str, float]:
+        """Per-feature loss weights (module doc), normalised to mean 1 before ``loss_weights``."""
+        s = self.settings
+        goals = {f.name: f.goal for f in self.object_config.features}
+        raw = {}
+        for t in self.preprocessor.transforms:
+            if s.loss_weighting == "uniform" or t.kind == "raw":
+                w = 1.0
+            elif t.is_discrete:
+                w = s.discrete_weight
+            else:
+                g, st = goals.get(t.name), t.stats
+                if g is None:
+                    gm = s.default_goal
+                elif t.kind == schema.LOG_STANDARD:
+                    gm = g / st["std"]  # relative resolution ≈ Δ log x
+                elif t.kind == schema.STANDARD:
+                    gm = g / st["std"]
+                elif t.kind == schema.ANGLE:
+                    gm = g / math.sqrt(2.0)  # MSE over (cos, sin) averages δφ² over two columns
+                else:
+                    gm = g
+                w = (1.0 / gm**2) ** s.goal_power
+            raw[t.name] = w
+        mean = sum(raw.values()) / len(raw)
+        return {k: v / mean * float(s.loss_weights.get(k, 1.0)) for k, v in raw.items()}
 
     def _build_quantizer(self, d_lat: int) -> nn.Module:
         s = self.settings
@@ -281,8 +335,7 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
                 loss = F.l1_loss(out, tgt)
             else:
                 loss = F.mse_loss(out, tgt)
-            w = float(self.settings.loss_weights.get(t.name, 1.0))
-            total = total + w * loss
+            total = total + self.loss_weights[t.name] * loss
             parts[t.name] = float(loss.detach())
         return total, parts
 
@@ -399,6 +452,15 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         """Load a saved tokenizer (directory or Hub id); every weight must be present."""
         kwargs.setdefault("strict", True)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, map_location: str = "cpu", strict: bool = True, **kwargs):
+        # local directories: the mixin's own path prints to stdout on every load
+        if os.path.isdir(model_id):
+            hub_args = ("revision", "cache_dir", "force_download", "local_files_only", "token")
+            model = cls(**{k: v for k, v in kwargs.items() if k not in hub_args})
+            return cls._load_as_safetensor(model, os.path.join(model_id, "model.safetensors"), map_location, strict)
+        return super()._from_pretrained(model_id=model_id, map_location=map_location, strict=strict, **kwargs)
 
     @classmethod
     def from_fitted(

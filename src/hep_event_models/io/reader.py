@@ -168,6 +168,8 @@ class EventReader:
         seed: shuffling seed.
         validate: run the per-chunk content checks (structure is always checked).
         max_events: stop after this many events in total.
+        rows: ``(start, stop)``: read only these rows of every file (``stop`` is clipped to
+            the file's length), e.g. one output shard of a large file.
     """
 
     def __init__(
@@ -183,6 +185,7 @@ class EventReader:
         seed: int = 0,
         validate: bool = True,
         max_events: int | None = None,
+        rows: tuple[int, int] | None = None,
     ):
         if not 0 <= shard_index < num_shards:
             raise ValueError(f"shard_index must be in [0, {num_shards}), got {shard_index}")
@@ -206,6 +209,9 @@ class EventReader:
         self.epoch = 0
         self.validate = validate
         self.max_events = max_events
+        if rows is not None and not (0 <= int(rows[0]) <= int(rows[1])):
+            raise ValueError(f"rows must be (start, stop) with 0 <= start <= stop, got {rows}")
+        self.rows = None if rows is None else (int(rows[0]), int(rows[1]))
         self._n_events: list[int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
@@ -236,8 +242,11 @@ class EventReader:
         return self._n_events
 
     def __len__(self) -> int:
-        """Total number of events (capped by ``max_events``)."""
-        total = sum(self.events_per_file())
+        """Total number of events (within ``rows``, capped by ``max_events``)."""
+        counts = self.events_per_file()
+        if self.rows is not None:
+            counts = [max(0, min(self.rows[1], n) - min(self.rows[0], n)) for n in counts]
+        total = sum(counts)
         return total if self.max_events is None else min(total, self.max_events)
 
     # -- iteration -------------------------------------------------------------------------
@@ -266,12 +275,13 @@ class EventReader:
             with f:
                 widths = {c: collection_width(f, c) for c in self.selection if schema.COLLECTIONS[c].per_object}
                 file_label = _label_of_file(f)
-                starts = np.arange(0, n, self.chunk_size)
+                lo, hi = (0, n) if self.rows is None else (min(self.rows[0], n), min(self.rows[1], n))
+                starts = np.arange(lo, hi, self.chunk_size)
                 if self.shuffle_buffer > 0:
                     rng.shuffle(starts)
                 for s in starts:
                     yield self._read_chunk(
-                        f, path, int(fi), int(s), min(int(s) + self.chunk_size, n), widths, file_label
+                        f, path, int(fi), int(s), min(int(s) + self.chunk_size, hi), widths, file_label
                     )
 
     def _read_chunk(self, f, path, fi, s, e, widths, file_label) -> EventBatch:

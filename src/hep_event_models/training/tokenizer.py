@@ -107,16 +107,20 @@ def object_batches(
 
 
 def validation_set(
-    cfg: ObjectConfig, data, val_every: int, max_objects: int = 50_000, chunk_size: int = 50_000
+    cfg: ObjectConfig, data, val_every: int, max_objects: int = 50_000, chunk_size: int = 8192
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out events holding up to ``max_objects`` objects: ``(values, mask)``."""
+    """Held-out events holding about ``max_objects`` objects (whole events): ``(values, mask)``."""
     vals, masks, n = [], [], 0
     for b in EventReader(data, selection=[cfg], scalars=(), chunk_size=chunk_size):
         c = b.collections[cfg.object]
         sel = held_out(b.event_index, val_every)
-        vals.append(c.values[sel])
-        masks.append(c.mask[sel])
-        n += int(c.mask[sel].sum())
+        v, m = c.values[sel], c.mask[sel]
+        # keep whole events up to the one that reaches max_objects
+        cum = np.cumsum(m.sum(axis=1))
+        stop = int(np.searchsorted(cum, max_objects - n, side="left")) + 1
+        vals.append(v[:stop])
+        masks.append(m[:stop])
+        n += int(m[:stop].sum())
         if n >= max_objects:
             break
     return np.concatenate(vals), np.concatenate(masks)

@@ -1,0 +1,73 @@
+"""HepEventConfig: BERT hyperparameters plus what the event tokenizer fixes (DESIGN §5)."""
+
+from __future__ import annotations
+
+from transformers import BertConfig
+
+
+class HepEventConfig(BertConfig):
+    """Configuration of the HepEvent models (a BERT encoder over event token sequences).
+
+    Args:
+        vocab_size: the EventTokenizer's vocabulary size.
+        type_vocab_size: token type ids (DESIGN §4: 12).
+        num_quantizers: quantizer levels per object (largest over object types); the
+            level embedding has ``num_quantizers + 1`` rows (row 0: special and context tokens).
+        token_blocks: the tokenizer layout's id blocks as ``[start, size, type_id, level]``
+            (level of context blocks: -1); used for level ids and by the masking collator.
+        layout_fingerprint, tokenizer_fingerprint: of the tokenizer the model was built for.
+        use_level_embeddings: add a learned embedding of each token's quantizer level.
+        classifier_hidden_size: width of the classification head's hidden layer.
+        Other arguments: as ``transformers.BertConfig`` (smaller defaults).
+    """
+
+    model_type = "hep_event"
+
+    def __init__(
+        self,
+        vocab_size: int = 16,
+        hidden_size: int = 256,
+        num_hidden_layers: int = 4,
+        num_attention_heads: int = 4,
+        intermediate_size: int = 1024,
+        max_position_embeddings: int = 512,
+        type_vocab_size: int = 12,
+        num_quantizers: int = 4,
+        token_blocks: list | None = None,
+        layout_fingerprint: str | None = None,
+        tokenizer_fingerprint: str | None = None,
+        use_level_embeddings: bool = True,
+        classifier_hidden_size: int | None = None,
+        **kwargs,
+    ):
+        self.num_quantizers = num_quantizers
+        self.token_blocks = [list(map(int, b)) for b in (token_blocks or [])]
+        self.layout_fingerprint = layout_fingerprint
+        self.tokenizer_fingerprint = tokenizer_fingerprint
+        self.use_level_embeddings = use_level_embeddings
+        self.classifier_hidden_size = classifier_hidden_size
+        super().__init__(
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            num_hidden_layers=num_hidden_layers,
+            num_attention_heads=num_attention_heads,
+            intermediate_size=intermediate_size,
+            max_position_embeddings=max_position_embeddings,
+            type_vocab_size=type_vocab_size,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer, **kwargs) -> HepEventConfig:
+        """A config matching an ``EventTokenizer`` (vocabulary, types, levels, fingerprints)."""
+        blocks = [[b.start, b.size, b.type_id, b.level if b.kind == "object" else -1] for b in tokenizer.layout.blocks]
+        return cls(
+            vocab_size=tokenizer.vocab_size,
+            type_vocab_size=tokenizer.to_config()["type_vocab_size"],
+            num_quantizers=max(tokenizer.num_quantizers.values()),
+            token_blocks=blocks,
+            layout_fingerprint=tokenizer.layout_fingerprint,
+            tokenizer_fingerprint=tokenizer.fingerprint,
+            pad_token_id=tokenizer.pad_token_id,
+            **kwargs,
+        )

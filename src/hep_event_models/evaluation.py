@@ -1,0 +1,219 @@
+"""Evaluation of event classifiers against baselines in the same run (``evaluate``).
+
+On held-out HDF5 events of the signal and background processes:
+
+- the token model's score (``HepEventForSequenceClassification``: P(signal));
+- a gradient-boosted classifier (scikit-learn ``HistGradientBoostingClassifier``) on the
+  continuous features of the leading objects of every collection, trained on the training
+  files: what the tokens have to match;
+- a counts-only classifier on object multiplicities: how much the sequence length and
+  type ids alone give away (seed 003).
+
+Metrics: ROC AUC, accuracy (at score 0.5), background rejection 1/ε_B at 50% signal
+efficiency, per background process and combined, plus ``roc.png``. An optional m_4ℓ
+window (four reconstructed leptons, ATLAS-style pairing) defines the headline task.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import physics, schema
+from .io.reader import EventBatch, EventReader, expand_files
+
+LEADING = {"electrons": 4, "muons": 4, "taus": 2, "photons": 2, "met": 1, "jets": 4, "tracks": 4}
+CONTINUOUS = (schema.STANDARD, schema.LOG_STANDARD, schema.ANGLE, schema.QUANTILE, schema.SCORE)
+
+
+def select_events(batch: EventBatch, m4l_window: tuple[float, float] | None) -> np.ndarray:
+    """Events passing the selection: all, or four leptons with m_4ℓ in the window."""
+    if m4l_window is None:
+        return np.ones(len(batch), dtype=bool)
+    fl = physics.four_lepton(batch)
+    return fl.valid & (fl.m4l > m4l_window[0]) & (fl.m4l < m4l_window[1])
+
+
+def continuous_features(batch: EventBatch, configs) -> np.ndarray:
+    """``(B, F)`` continuous features of the leading objects (NaN where absent)."""
+    cols = []
+    for cfg in configs:
+        c = batch.collections[cfg.object]
+        k = min(LEADING.get(cfg.object, 2), c.values.shape[1])
+        names = [f.name for f in cfg.features if f.kind in CONTINUOUS]
+        for j in range(k):
+            for n in names:
+                v = c.feature(n)[:, j].astype(np.float64)
+                cols.append(np.where(c.mask[:, j], v, np.nan))
+    return np.stack(cols, axis=1)
+
+
+def count_features(batch: EventBatch, configs) -> np.ndarray:
+    """``(B, n_collections)`` object multiplicities."""
+    return np.stack([batch.collections[c.object].mask.sum(axis=1) for c in configs], axis=1).astype(np.float64)
+
+
+def roc_metrics(y: np.ndarray, score: np.ndarray) -> dict:
+    """AUC, accuracy at 0.5, rejection at 50% signal efficiency, and the ROC curve."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    if len(np.unique(y)) < 2:
+        raise ValueError("need both signal and background events to compute a ROC curve")
+    fpr, tpr, _ = roc_curve(y, score)
+    eff_b = float(np.interp(0.5, tpr, fpr))
+    return {
+        "auc": float(roc_auc_score(y, score)),
+        "accuracy": float(((score > 0.5) == (y == 1)).mean()),
+        "rejection_at_50": float(1.0 / eff_b) if eff_b > 0 else float("inf"),
+        "roc": {"fpr": fpr[:: max(1, len(fpr) // 200)].tolist(), "tpr": tpr[:: max(1, len(tpr) // 200)].tolist()},
+    }
+
+
+def _read(files, tok, selection, limits: dict[int, int], seed: int, progress: bool) -> EventBatch:
+    """Selected events of the processes in ``limits``, at most ``limits[pid]`` each (streaming)."""
+    reader = EventReader(files, selection=tok.object_configs(), scalars=[c.key for c in tok.context], chunk_size=4096)
+    batches, have = [], dict.fromkeys(limits, 0)
+    for b in tqdm(reader, desc="read events", unit="chunk", disable=not progress):
+        keep = select_events(b, selection) & np.isin(b.labels, list(limits))
+        idx = []
+        for pid, lim in limits.items():
+            ids = np.nonzero(keep & (b.labels == pid))[0][: max(0, lim - have[pid])]
+            have[pid] += len(ids)
+            idx.append(ids)
+        idx = np.sort(np.concatenate(idx))
+        if len(idx):
+            batches.append(b.take(idx))
+        if all(have[p] >= limits[p] for p in limits):
+            break
+    missing = [schema.PROCESS_NAMES.get(p, p) for p, n in have.items() if n == 0]
+    if missing:
+        raise ValueError(f"no selected events of {missing} in {files}")
+    return EventBatch.concat(batches)
+
+
+def model_scores(model, tok, batch: EventBatch, signal_class: int = 1, batch_size: int = 512) -> np.ndarray:
+    """P(signal) of every event of ``batch`` from a sequence classifier."""
+    import torch
+
+    model.eval()
+    max_len = model.config.max_position_embeddings
+    out = []
+    for s in range(0, len(batch), batch_size):
+        part = batch.take(np.arange(s, min(s + batch_size, len(batch))))
+        enc = tok(part, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**{k: v.to(model.device) for k, v in enc.items()}).logits
+        out.append(torch.softmax(logits.float(), dim=-1)[:, signal_class].cpu().numpy())
+    return np.concatenate(out)
+
+
+def evaluate_classifier(
+    model_dir: str | Path,
+    train_data,
+    test_data,
+    signal: str,
+    backgrounds: list[str],
+    out_dir: str | Path,
+    m4l_window: tuple[float, float] | None = None,
+    tokenizer: str | Path | None = None,
+    max_train_events: int = 50_000,
+    max_test_events: int = 20_000,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Evaluate a classifier and the two baselines; write ``metrics.json`` and ``roc.png``.
+
+    Args:
+        model_dir: ``HepEventForSequenceClassification`` directory (its tokenizer is read
+            from ``model_dir/tokenizer`` unless ``tokenizer`` is given).
+        train_data, test_data: HDF5 files (any processes; events are picked by label).
+        signal, backgrounds: process names; metrics per background and combined.
+        m4l_window: keep only four-lepton events with m_4ℓ inside (GeV).
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from transformers import AutoModelForSequenceClassification
+
+    from .event_tokenizer import EventTokenizer
+    from .modeling_hep_event import check_vocabulary
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = EventTokenizer.from_pretrained(tokenizer or Path(model_dir) / "tokenizer")
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    check_vocabulary(model.config, tok)
+    sig_id = schema.PROCESS_IDS[signal]
+    bkg_ids = [schema.PROCESS_IDS[b] for b in backgrounds]
+    id2label = {int(k): v for k, v in model.config.id2label.items()}
+    signal_class = 1 if id2label.get(1) == "signal" else sig_id
+
+    def by_process(files, limit):
+        return _read(expand_files(files), tok, m4l_window, dict.fromkeys([sig_id, *bkg_ids], limit), seed, progress)
+
+    train = by_process(train_data, max_train_events)
+    test = by_process(test_data, max_test_events)
+    configs = tok.object_configs()
+    y_train = (train.labels == sig_id).astype(int)
+    y_test = (test.labels == sig_id).astype(int)
+    scores = {}
+    scores["model"] = model_scores(model, tok, test, signal_class)
+    for name, feats in (("gbdt", continuous_features), ("counts", count_features)):
+        clf = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1, random_state=seed, early_stopping=True)
+        clf.fit(feats(train, configs), y_train)
+        scores[name] = clf.predict_proba(feats(test, configs))[:, 1]
+    results = {
+        "signal": signal,
+        "backgrounds": backgrounds,
+        "m4l_window": m4l_window,
+        "n_train": len(train),
+        "n_test_signal": int(y_test.sum()),
+        "per_background": {},
+    }
+    for bname, bid in [("all", None), *zip(backgrounds, bkg_ids, strict=True)]:
+        keep = (y_test == 1) | ((test.labels == bid) if bid is not None else (y_test == 0))
+        entry = {k: roc_metrics(y_test[keep], s[keep]) for k, s in scores.items()}
+        entry["n_background"] = int((keep & (y_test == 0)).sum())
+        results["per_background"][bname] = entry
+    allb = results["per_background"]["all"]
+    results.update(
+        auc=allb["model"]["auc"],
+        accuracy=allb["model"]["accuracy"],
+        rejection_at_50=allb["model"]["rejection_at_50"],
+        gbdt_auc=allb["gbdt"]["auc"],
+        counts_auc=allb["counts"]["auc"],
+    )
+    _plot_roc(allb, out / "roc.png", f"{signal} vs {', '.join(backgrounds)}")
+    (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    # the model's card gets the evaluation (and its model-index entries)
+    from .cards import event_model_card
+
+    train_metrics = Path(model_dir) / "finetune_metrics.json"
+    training = json.loads(train_metrics.read_text()) if train_metrics.exists() else None
+    event_model_card(model, training=training, evaluation=results).save(Path(model_dir) / "README.md")
+    return results
+
+
+def _plot_roc(entry: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for name, label in (("model", "token model"), ("gbdt", "GBDT, continuous features"), ("counts", "counts only")):
+        r = entry[name]
+        tpr, fpr = np.asarray(r["roc"]["tpr"]), np.asarray(r["roc"]["fpr"])
+        ok = fpr > 0
+        ax.plot(tpr[ok], 1 / fpr[ok], label=f"{label} (AUC {r['auc']:.3f})")
+    ax.set_yscale("log")
+    ax.set_xlabel("signal efficiency")
+    ax.set_ylabel("background rejection 1/ε_B")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,190 @@
+"""HepEvent models: a BERT encoder over event token sequences (DESIGN §5).
+
+Built on ``transformers``' BERT modules. What events add:
+
+- a learned embedding of each token's quantizer level (0 for special and context tokens,
+  ``level + 1`` for object tokens), looked up from the id (the tokenizer layout is in the
+  config), so the model knows coarse from fine tokens of the same object;
+- token type ids carry the object type (DESIGN §4);
+- the classification head reads the ``[CLS]`` state: Linear → ReLU → Dropout → Linear.
+
+``HepEventModel``, ``HepEventForMaskedLM`` and ``HepEventForSequenceClassification`` are
+registered with the ``transformers`` Auto classes when ``hep_event_models`` is imported,
+and ``register_for_auto_class`` writes ``auto_map`` for ``trust_remote_code`` users.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import BertForMaskedLM, BertModel, BertPreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.models.bert.modeling_bert import BertEmbeddings
+
+from .configuration_hep_event import HepEventConfig
+
+
+def level_table(config: HepEventConfig) -> torch.Tensor:
+    """``(vocab_size,)`` level id of every token: 0 special/context, ``level + 1`` for objects."""
+    table = torch.zeros(config.vocab_size, dtype=torch.long)
+    for start, size, _type_id, level in config.token_blocks:
+        if level >= 0:
+            table[start : start + size] = level + 1
+    return table
+
+
+def check_vocabulary(config: HepEventConfig, tokenizer=None, dataset_info: dict | None = None) -> None:
+    """Raise ``ValueError`` when a tokenizer or dataset does not match the model's vocabulary."""
+    if tokenizer is not None:
+        if tokenizer.vocab_size != config.vocab_size:
+            raise ValueError(
+                f"tokenizer vocabulary ({tokenizer.vocab_size}) differs from the model's ({config.vocab_size})"
+            )
+        if config.layout_fingerprint and tokenizer.layout_fingerprint != config.layout_fingerprint:
+            raise ValueError(
+                f"tokenizer layout {tokenizer.layout_fingerprint} differs from the model's "
+                f"({config.layout_fingerprint}): token ids would mean different things"
+            )
+        if config.tokenizer_fingerprint and tokenizer.fingerprint != config.tokenizer_fingerprint:
+            raise ValueError(
+                f"tokenizer {tokenizer.fingerprint} is not the one the model was built for "
+                f"({config.tokenizer_fingerprint}): same layout, different codebooks"
+            )
+    if dataset_info is not None:
+        fp = dataset_info.get("layout_fingerprint")
+        if config.layout_fingerprint and fp != config.layout_fingerprint:
+            raise ValueError(
+                f"dataset layout {fp} differs from the model's ({config.layout_fingerprint}): "
+                "it was tokenized for another vocabulary"
+            )
+        tfp = dataset_info.get("tokenizer_fingerprint")
+        if config.tokenizer_fingerprint and tfp != config.tokenizer_fingerprint:
+            raise ValueError(
+                f"dataset was tokenized by {tfp}, not by the model's tokenizer ({config.tokenizer_fingerprint})"
+            )
+
+
+class HepEventEmbeddings(BertEmbeddings):
+    """BERT embeddings (word + position + type) plus a quantizer-level embedding."""
+
+    def __init__(self, config: HepEventConfig):
+        super().__init__(config)
+        self.use_level_embeddings = config.use_level_embeddings
+        if self.use_level_embeddings:
+            self.level_embeddings = nn.Embedding(config.num_quantizers + 1, config.hidden_size)
+        self.token_level = nn.Buffer(level_table(config), persistent=False)
+
+    def forward(
+        self,
+        input_ids=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        past_key_values_length: int = 0,
+    ) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+            if self.use_level_embeddings:
+                inputs_embeds = inputs_embeds + self.level_embeddings(self.token_level[input_ids])
+        return super().forward(
+            input_ids=None,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            past_key_values_length=past_key_values_length,
+        )
+
+
+class _HepEventInit:
+    """Shared weight init: BERT's, plus the (non-persistent) level table."""
+
+    config_class = HepEventConfig
+    base_model_prefix = "bert"
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, HepEventEmbeddings):
+            module.token_level.copy_(level_table(self.config).to(module.token_level.device))
+
+
+class HepEventModel(_HepEventInit, BertModel):
+    """The bare encoder: ``(B, L)`` ids → ``(B, L, hidden_size)`` states (+ pooled [CLS])."""
+
+    def __init__(self, config: HepEventConfig, add_pooling_layer: bool = True):
+        super().__init__(config, add_pooling_layer=add_pooling_layer)
+        self.embeddings = HepEventEmbeddings(config)
+        self.post_init()
+
+
+class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
+    """Masked-token pretraining head (tied to the input embeddings, as in BERT)."""
+
+    def __init__(self, config: HepEventConfig):
+        super().__init__(config)
+        self.bert = HepEventModel(config, add_pooling_layer=False)
+        self.post_init()
+
+
+class HepEventForSequenceClassification(_HepEventInit, BertPreTrainedModel):
+    """Event classification from the ``[CLS]`` state: Linear → ReLU → Dropout → Linear.
+
+    ``labels``: ``(B,)`` class ids; cross-entropy, with optional ``config.class_weights``.
+    """
+
+    def __init__(self, config: HepEventConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = HepEventModel(config, add_pooling_layer=False)
+        hidden = config.classifier_hidden_size or config.hidden_size
+        drop = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.classifier = nn.Sequential(
+            nn.Linear(config.hidden_size, hidden), nn.ReLU(), nn.Dropout(drop), nn.Linear(hidden, config.num_labels)
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        out = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        logits = self.classifier(out.last_hidden_state[:, 0])
+        loss = None
+        if labels is not None:
+            weights = getattr(self.config, "class_weights", None)
+            w = torch.tensor(weights, dtype=logits.dtype, device=logits.device) if weights else None
+            loss = nn.functional.cross_entropy(logits, labels.view(-1).long(), weight=w)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
+
+
+def register_auto_classes() -> None:
+    """Register the config and models with the ``transformers`` Auto classes (idempotent)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+    try:
+        AutoConfig.register(HepEventConfig.model_type, HepEventConfig)
+    except ValueError:  # already registered
+        return
+    AutoModel.register(HepEventConfig, HepEventModel)
+    AutoModelForMaskedLM.register(HepEventConfig, HepEventForMaskedLM)
+    AutoModelForSequenceClassification.register(HepEventConfig, HepEventForSequenceClassification)
+    HepEventConfig.register_for_auto_class()
+    HepEventModel.register_for_auto_class("AutoModel")
+    HepEventForMaskedLM.register_for_auto_class("AutoModelForMaskedLM")
+    HepEventForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")

@@ -1,0 +1,422 @@
+"""Tokenized datasets: HDF5 events → sharded Parquet/Arrow token files, and on the fly.
+
+``tokenize_dataset`` (``hep-event-models tokenize``) streams events through an
+``EventTokenizer`` and writes shards with the columns
+
+==================  =====================  ==============================================
+column              type                   meaning
+==================  =====================  ==============================================
+``input_ids``       list<uint16 | int32>   token ids (uint16 when the vocabulary fits)
+``token_type_ids``  list<int8>             DESIGN §4 type ids
+``attention_mask``  list<int8>             all ones (rows are not padded; collators pad)
+``event_index``     int64                  row of the event in its HDF5 file
+``source_file``     string                 HDF5 file name
+``label``           int16                  process id (``schema.PROCESS_IDS``), -1 unlabelled
+==================  =====================  ==============================================
+
+and the tokenizer's fingerprints in the Arrow schema metadata (key ``hep_event_models``).
+
+Shards: every input file is cut into parts of ``rows_per_shard`` events; a shard is named
+``<file stem>-<path hash>-<part>-of-<parts>.parquet`` (or ``.arrow``), written under a
+temporary name and renamed when complete. A rerun skips finished shards (after checking
+they come from the same tokenizer), so an interrupted job resumes where it stopped.
+``shard_index``/``num_shards`` split the input *files* between independent jobs (a batch
+system); when the last shard of the whole plan exists, the job that wrote it adds
+``dataset_manifest.json`` (and, for Arrow, the ``state.json``/``dataset_info.json`` that
+``datasets.load_from_disk`` reads).
+
+Parquet output loads with ``datasets.load_dataset("parquet", data_files=f"{out}/*.parquet",
+streaming=True)``; Arrow output with ``datasets.load_from_disk(out)``. ``load_tokenized``
+does either and checks the fingerprint against a tokenizer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from . import schema
+from .io.reader import EventReader, expand_files
+
+META_KEY = b"hep_event_models"
+MANIFEST = "dataset_manifest.json"
+FORMATS = ("parquet", "arrow")
+
+
+class FingerprintMismatchError(ValueError):
+    """A dataset, tokenizer or model come from different tokenizers."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Rows ``[start, stop)`` of one input file, written to ``name``."""
+
+    file: str
+    start: int
+    stop: int
+    name: str
+
+
+def plan_shards(files: list[str], events_per_file: list[int], rows_per_shard: int, fmt: str) -> list[Shard]:
+    """Deterministic shard plan for ``files`` (one or more shards per file)."""
+    out = []
+    for f, n in zip(files, events_per_file, strict=True):
+        stem = Path(f).stem
+        h = hashlib.sha256(str(Path(f).resolve()).encode()).hexdigest()[:8]
+        parts = max(1, -(-n // rows_per_shard))
+        for p in range(parts):
+            out.append(
+                Shard(
+                    f, p * rows_per_shard, min(n, (p + 1) * rows_per_shard), f"{stem}-{h}-{p:05d}-of-{parts:05d}.{fmt}"
+                )
+            )
+    return out
+
+
+def arrow_schema(tokenizer) -> pa.Schema:
+    """Schema of tokenized shards, with the tokenizer's fingerprints as metadata."""
+    id_type = pa.uint16() if tokenizer.vocab_size <= np.iinfo(np.uint16).max + 1 else pa.int32()
+    meta = {
+        "tokenizer_fingerprint": tokenizer.fingerprint,
+        "layout_fingerprint": tokenizer.layout_fingerprint,
+        "vocab_size": tokenizer.vocab_size,
+        "objects": tokenizer.objects,
+        "format": "hep_event_models.tokenized/1",
+    }
+    return pa.schema(
+        [
+            ("input_ids", pa.list_(id_type)),
+            ("token_type_ids", pa.list_(pa.int8())),
+            ("attention_mask", pa.list_(pa.int8())),
+            ("event_index", pa.int64()),
+            ("source_file", pa.string()),
+            ("label", pa.int16()),
+        ],
+        metadata={META_KEY: json.dumps(meta).encode()},
+    )
+
+
+def encode_record_batch(tokenizer, events, schema_: pa.Schema, max_length=None, truncation=False) -> pa.RecordBatch:
+    """Tokenize one ``EventBatch`` into an Arrow record batch of ragged rows."""
+    enc = tokenizer(events, padding=True, truncation=truncation, max_length=max_length, return_tensors="np")
+    att = enc["attention_mask"].astype(bool)
+    lengths = att.sum(axis=1)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    id_type = schema_.field("input_ids").type.value_type
+    ids = pa.ListArray.from_arrays(offsets, pa.array(enc["input_ids"][att].astype(id_type.to_pandas_dtype())))
+    types = pa.ListArray.from_arrays(offsets, pa.array(enc["token_type_ids"][att].astype(np.int8)))
+    ones = pa.ListArray.from_arrays(offsets, pa.array(np.ones(int(lengths.sum()), dtype=np.int8)))
+    names = np.asarray([os.path.basename(f) for f in events.files], dtype=object)[events.file_index]
+    return pa.RecordBatch.from_arrays(
+        [
+            ids,
+            types,
+            ones,
+            pa.array(events.event_index.astype(np.int64)),
+            pa.array(names, type=pa.string()),
+            pa.array(events.labels.astype(np.int16)),
+        ],
+        schema=schema_,
+    )
+
+
+def shard_metadata(path: str | Path) -> dict:
+    """The ``hep_event_models`` metadata of a Parquet or Arrow shard."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        md = pq.read_schema(path).metadata or {}
+    else:
+        with pa.OSFile(str(path), "rb") as fh:
+            md = pa.ipc.open_stream(fh).schema.metadata or {}
+    if META_KEY not in md:
+        raise FingerprintMismatchError(f"{path}: not a hep_event_models token shard (no {META_KEY.decode()} metadata)")
+    return json.loads(md[META_KEY])
+
+
+def _write_shard(tokenizer, shard: Shard, out: Path, schema_: pa.Schema, fmt: str, opts: dict) -> dict:
+    final = out / shard.name
+    tmp = out / f".{shard.name}.tmp"
+    reader = tokenizer.reader(shard.file, chunk_size=opts["chunk_size"], rows=(shard.start, shard.stop))
+    n_events = n_tokens = 0
+    try:
+        if fmt == "parquet":
+            writer = pq.ParquetWriter(str(tmp), schema_, compression="zstd")
+        else:
+            sink = pa.OSFile(str(tmp), "wb")
+            writer = pa.ipc.new_stream(sink, schema_)
+        with writer:
+            for events in reader:
+                rb = encode_record_batch(tokenizer, events, schema_, opts["max_length"], opts["truncation"])
+                writer.write_batch(rb)
+                n_events += rb.num_rows
+                n_tokens += len(rb.column(0).values)
+        if fmt == "arrow":
+            sink.close()
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return {"shard": shard.name, "events": n_events, "tokens": n_tokens}
+
+
+def _worker(tokenizer_dir: str, shards: list[Shard], out: str, schema_bytes: bytes, fmt: str, opts: dict, threads: int):
+    import torch
+
+    from .event_tokenizer import EventTokenizer
+
+    torch.set_num_threads(threads)
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+    except ImportError:  # pragma: no cover
+        pass
+    tok = EventTokenizer.from_pretrained(tokenizer_dir)
+    schema_ = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+    return [_write_shard(tok, s, Path(out), schema_, fmt, opts) for s in shards]
+
+
+def tokenize_dataset(
+    tokenizer,
+    data,
+    out_dir: str | Path,
+    fmt: str = "parquet",
+    num_proc: int = 1,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    rows_per_shard: int = 250_000,
+    chunk_size: int = 8192,
+    max_length: int | None = None,
+    truncation: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Tokenize HDF5 events into sharded Parquet or Arrow files (module doc).
+
+    Args:
+        tokenizer: an ``EventTokenizer`` directory (or Hub id), or an ``EventTokenizer``
+            (``num_proc > 1`` needs a directory: workers load their own copy).
+        data: HDF5 files (path, glob or list).
+        out_dir: output directory.
+        fmt: ``"parquet"`` or ``"arrow"``.
+        num_proc: worker processes (shards are spread over them).
+        shard_index, num_shards: this job's share of the input files (``files[i::n]``).
+        rows_per_shard: events per output shard.
+
+    Returns:
+        summary: events, tokens, shards written and skipped, seconds, events/s and objects/s.
+    """
+    from .event_tokenizer import EventTokenizer
+
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    tok_dir = None
+    if isinstance(tokenizer, (str, Path)):
+        tok_dir = str(tokenizer)
+        tokenizer = EventTokenizer.from_pretrained(tokenizer)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    all_files = expand_files(data)
+    counts = EventReader(all_files, selection=tokenizer.object_configs()).events_per_file()
+    plan = plan_shards(all_files, counts, rows_per_shard, fmt)
+    mine = set(all_files[shard_index::num_shards])
+    todo, skipped = [], []
+    for s in plan:
+        if s.file not in mine:
+            continue
+        if (out / s.name).exists():
+            md = shard_metadata(out / s.name)
+            if md.get("tokenizer_fingerprint") != tokenizer.fingerprint:
+                raise FingerprintMismatchError(
+                    f"{out / s.name}: written by tokenizer {md.get('tokenizer_fingerprint')}, not by this one "
+                    f"({tokenizer.fingerprint}); use another output directory"
+                )
+            skipped.append(s.name)
+        else:
+            todo.append(s)
+    schema_ = arrow_schema(tokenizer)
+    opts = {"chunk_size": chunk_size, "max_length": max_length, "truncation": truncation}
+    t0 = time.perf_counter()
+    results = []
+    if num_proc > 1 and len(todo) > 1:
+        if tok_dir is None:
+            raise ValueError("num_proc > 1 needs the tokenizer as a directory (workers load their own copy)")
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        nproc = min(num_proc, len(todo))
+        threads = max(1, (os.cpu_count() or 1) // nproc)
+        sb = schema_.serialize().to_pybytes()
+        with ProcessPoolExecutor(max_workers=nproc, mp_context=mp.get_context("spawn")) as pool:
+            futs = [pool.submit(_worker, tok_dir, [s], str(out), sb, fmt, opts, threads) for s in todo]
+            bar = tqdm(as_completed(futs), total=len(futs), desc="tokenize", unit="shard", disable=not progress)
+            for f in bar:
+                results += f.result()
+    else:
+        for s in tqdm(todo, desc="tokenize", unit="shard", disable=not progress):
+            results.append(_write_shard(tokenizer, s, out, schema_, fmt, opts))
+    seconds = time.perf_counter() - t0
+    n_events = sum(r["events"] for r in results)
+    n_tokens = sum(r["tokens"] for r in results)
+    n_special = n_events * (1 + len(tokenizer.context) + len(tokenizer.objects))
+    q = np.mean(list(tokenizer.num_quantizers.values()))
+    summary = {
+        "events": n_events,
+        "tokens": n_tokens,
+        "objects": round((n_tokens - n_special) / q) if n_events else 0,
+        "shards_written": [r["shard"] for r in results],
+        "shards_skipped": skipped,
+        "seconds": seconds,
+        "events_per_s": n_events / seconds if seconds > 0 and n_events else None,
+        "tokenizer_fingerprint": tokenizer.fingerprint,
+        "format": fmt,
+    }
+    summary["objects_per_s"] = summary["objects"] / seconds if seconds > 0 and n_events else None
+    if all((out / s.name).exists() for s in plan):
+        _finalize(out, plan, tokenizer, fmt)
+    return summary
+
+
+def _finalize(out: Path, plan: list[Shard], tokenizer, fmt: str) -> None:
+    """Manifest (and ``datasets`` state for Arrow) once every shard of the plan exists."""
+    names = [s.name for s in plan]
+    manifest = {
+        "format": fmt,
+        "shards": names,
+        "tokenizer_fingerprint": tokenizer.fingerprint,
+        "layout_fingerprint": tokenizer.layout_fingerprint,
+        "vocab_size": tokenizer.vocab_size,
+        "source_files": sorted({os.path.basename(s.file) for s in plan}),
+    }
+    if fmt == "arrow":
+        from datasets import Features
+
+        feats = Features.from_arrow_schema(arrow_schema(tokenizer))
+        state = {
+            "_data_files": [{"filename": n} for n in names],
+            "_fingerprint": tokenizer.fingerprint + hashlib.sha256("".join(names).encode()).hexdigest()[:8],
+            "_format_columns": None,
+            "_format_kwargs": {},
+            "_format_type": None,
+            "_output_all_columns": False,
+            "_split": None,
+        }
+        info = {"description": "hep_event_models tokenized events", "features": feats.to_dict()}
+        _atomic_write(out / "state.json", json.dumps(state, indent=2))
+        _atomic_write(out / "dataset_info.json", json.dumps(info, indent=2))
+    _atomic_write(out / MANIFEST, json.dumps(manifest, indent=2))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
+
+
+def dataset_fingerprint(path: str | Path) -> dict:
+    """Fingerprints of a tokenized dataset directory (from its manifest or first shard)."""
+    p = Path(path)
+    if (p / MANIFEST).exists():
+        return json.loads((p / MANIFEST).read_text())
+    shards = sorted(p.glob("*.parquet")) + sorted(p.glob("*.arrow"))
+    if not shards:
+        raise FileNotFoundError(f"{p}: no tokenized shards (*.parquet, *.arrow)")
+    return shard_metadata(shards[0])
+
+
+def check_compatible(
+    dataset_info: dict, tokenizer=None, layout_fingerprint: str | None = None, where: str = ""
+) -> None:
+    """Raise ``FingerprintMismatchError`` when a dataset was not made by ``tokenizer`` (or layout)."""
+    if tokenizer is not None and dataset_info.get("tokenizer_fingerprint") != tokenizer.fingerprint:
+        raise FingerprintMismatchError(
+            f"{where}: dataset was tokenized by {dataset_info.get('tokenizer_fingerprint')}, "
+            f"not by this tokenizer ({tokenizer.fingerprint})"
+        )
+    if layout_fingerprint is not None and dataset_info.get("layout_fingerprint") != layout_fingerprint:
+        raise FingerprintMismatchError(
+            f"{where}: dataset layout {dataset_info.get('layout_fingerprint')} differs from the model's "
+            f"({layout_fingerprint}): tokens would mean different things"
+        )
+
+
+def load_tokenized(path: str | Path, tokenizer=None, streaming: bool = False, layout_fingerprint: str | None = None):
+    """Load a tokenized dataset directory with ``datasets`` (Parquet: ``load_dataset``;
+    Arrow: ``load_from_disk``), after checking it against ``tokenizer`` / ``layout_fingerprint``."""
+    import datasets
+
+    p = Path(path)
+    info = dataset_fingerprint(p)
+    check_compatible(info, tokenizer, layout_fingerprint, where=str(p))
+    if (p / "state.json").exists():
+        ds = datasets.load_from_disk(str(p))
+        return ds.to_iterable_dataset() if streaming else ds
+    files = sorted(str(f) for f in p.glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{p}: no Parquet shards, and no Arrow state.json")
+    return datasets.load_dataset("parquet", data_files=files, split="train", streaming=streaming)
+
+
+# -- on the fly ---------------------------------------------------------------------------------
+_WORKER_TOKENIZERS: dict[str, object] = {}
+
+
+def _generate(files: list[str], tokenizer, chunk_size: int, max_length, truncation: bool):
+    from .event_tokenizer import EventTokenizer
+
+    if isinstance(tokenizer, str):
+        if tokenizer not in _WORKER_TOKENIZERS:
+            _WORKER_TOKENIZERS[tokenizer] = EventTokenizer.from_pretrained(tokenizer)
+        tokenizer = _WORKER_TOKENIZERS[tokenizer]
+    schema_ = arrow_schema(tokenizer)
+    for events in tokenizer.reader(files, chunk_size=chunk_size):
+        rb = encode_record_batch(tokenizer, events, schema_, max_length, truncation)
+        yield from rb.to_pylist()
+
+
+def on_the_fly_dataset(tokenizer, data, chunk_size: int = 1024, max_length: int | None = None, truncation=False):
+    """A ``datasets.IterableDataset`` that reads HDF5 and tokenizes as it goes.
+
+    Yields the same columns as ``tokenize_dataset``. Input files are its shards: a
+    ``DataLoader`` with ``num_workers=k`` gives each worker its own files (at most one worker
+    per file), and each worker loads the tokenizer once (pass a directory for that).
+    ``shuffle(seed, buffer_size)`` shuffles file order and rows through a buffer.
+    """
+    import datasets
+
+    from .event_tokenizer import EventTokenizer
+
+    tok_obj = tokenizer if isinstance(tokenizer, EventTokenizer) else EventTokenizer.from_pretrained(tokenizer)
+    files = expand_files(data)
+    feats = datasets.Features.from_arrow_schema(arrow_schema(tok_obj))
+    return datasets.IterableDataset.from_generator(
+        _generate,
+        features=feats,
+        gen_kwargs={
+            "files": files,
+            "tokenizer": str(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer,
+            "chunk_size": chunk_size,
+            "max_length": max_length,
+            "truncation": truncation,
+        },
+    )
+
+
+__all__ = [
+    "FingerprintMismatchError",
+    "check_compatible",
+    "dataset_fingerprint",
+    "load_tokenized",
+    "on_the_fly_dataset",
+    "plan_shards",
+    "schema",
+    "tokenize_dataset",
+]

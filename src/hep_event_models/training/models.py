@@ -1,0 +1,300 @@
+"""Pretraining and fine-tuning with ``transformers.Trainer`` (``pretrain`` / ``finetune``).
+
+Arguments come as three dataclasses parsed by ``HfArgumentParser`` from a YAML or JSON file
+(``training/*.yaml``) and/or command-line flags: ``ModelArguments`` (the encoder's size, or a
+pretrained model to start from), ``DataArguments`` (tokenizer, data, masking, labels) and
+``transformers.TrainingArguments`` (steps, batch size, learning rate, checkpoints,
+``deepspeed``, ...). Data is either a tokenized dataset directory (``tokenize`` output,
+Parquet or Arrow) or HDF5 files tokenized on the fly (``DataArguments.on_the_fly``).
+Tokenizer, dataset and model fingerprints are checked before training starts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class ModelArguments:
+    """The encoder (ignored when starting from ``model_name_or_path``)."""
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "pretrained model directory or Hub id"})
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    max_position_embeddings: int = 512
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    use_level_embeddings: bool = True
+    freeze_backbone: bool = field(default=False, metadata={"help": "fine-tuning: train only the head"})
+
+
+@dataclass
+class DataArguments:
+    """Tokenizer, data and task."""
+
+    tokenizer: str = field(default=None, metadata={"help": "EventTokenizer directory or Hub id"})
+    train_data: str = field(
+        default=None, metadata={"help": "tokenized dataset directory, or HDF5 glob(s) with on_the_fly"}
+    )
+    eval_data: str | None = field(default=None, metadata={"help": "held-out data (same forms as train_data)"})
+    on_the_fly: bool = field(default=False, metadata={"help": "train_data/eval_data are HDF5 files: tokenize as we go"})
+    max_length: int | None = field(default=None, metadata={"help": "truncate sequences (on the fly only)"})
+    mlm_probability: float = field(default=0.3, metadata={"help": "fraction of objects masked in pretraining"})
+    signal: list[str] = field(default_factory=list, metadata={"help": "fine-tuning: processes labelled 1"})
+    background: list[str] = field(default_factory=list, metadata={"help": "fine-tuning: processes labelled 0"})
+    class_weights: list[float] = field(default_factory=list, metadata={"help": "fine-tuning: loss weight per class"})
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+
+
+def parse_args(argv: list[str] | None = None):
+    """``(ModelArguments, DataArguments, TrainingArguments)`` from a YAML/JSON file and flags.
+
+    ``argv``: ``[config.yaml] [--flag value ...]``; flags override the file.
+    """
+    import yaml
+    from transformers import HfArgumentParser, TrainingArguments
+
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    argv = list(argv or [])
+    base: dict = {}
+    if argv and not argv[0].startswith("-"):
+        path = Path(argv.pop(0))
+        text = path.read_text()
+        base = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        if not isinstance(base, dict):
+            raise ValueError(f"{path}: expected a mapping of argument names to values")
+    # the file's values become flags placed before the command line's, so the command line wins
+    file_flags: list[str] = []
+    for k, v in base.items():
+        if v is None:
+            continue
+        if isinstance(v, (list, tuple)):
+            if v:
+                file_flags += [f"--{k}", *map(str, v)]
+        else:
+            file_flags += [f"--{k}", json.dumps(v) if isinstance(v, dict) else str(v)]
+    return parser.parse_args_into_dataclasses(args=file_flags + argv)
+
+
+def _label_map(data_args: DataArguments) -> dict[int, int] | None:
+    from .. import schema
+
+    if not data_args.signal and not data_args.background:
+        return None
+    out = {}
+    for cls, names in ((1, data_args.signal), (0, data_args.background)):
+        for n in names:
+            if n not in schema.PROCESS_IDS:
+                raise ValueError(f"unknown process {n!r}; known: {list(schema.PROCESS_IDS)}")
+            out[schema.PROCESS_IDS[n]] = cls
+    return out
+
+
+def load_training_data(spec: str, tokenizer, data_args: DataArguments, config=None, max_samples: int | None = None):
+    """A ``datasets`` dataset from a tokenized directory or (on the fly) from HDF5 files."""
+    from ..modeling_hep_event import check_vocabulary
+    from ..tokenized import dataset_fingerprint, load_tokenized, on_the_fly_dataset
+
+    if data_args.on_the_fly:
+        ds = on_the_fly_dataset(
+            tokenizer, spec.split(","), max_length=data_args.max_length, truncation=data_args.max_length is not None
+        )
+        return ds.shuffle(seed=0, buffer_size=10_000).take(max_samples) if max_samples else ds
+    info = dataset_fingerprint(spec)
+    if config is not None:
+        check_vocabulary(config, dataset_info=info)
+    ds = load_tokenized(spec, tokenizer=tokenizer)
+    if max_samples and max_samples < len(ds):
+        # a random subset: shards are ordered by file, and files often hold one process each
+        ds = ds.shuffle(seed=0).select(range(max_samples))
+    return ds
+
+
+def _trainer_args(training_args):
+    training_args.remove_unused_columns = False  # the collators read the raw columns
+    return training_args
+
+
+def _resume_arg(training_args):
+    r = training_args.resume_from_checkpoint
+    if r in (None, "", "False", "false"):
+        return None
+    if r in (True, "True", "true", "last"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+        return last  # None: nothing to resume, start fresh
+    return r
+
+
+def _encoder_kwargs(model_args: ModelArguments) -> dict:
+    return {
+        "hidden_size": model_args.hidden_size,
+        "num_hidden_layers": model_args.num_hidden_layers,
+        "num_attention_heads": model_args.num_attention_heads,
+        "intermediate_size": model_args.intermediate_size,
+        "max_position_embeddings": model_args.max_position_embeddings,
+        "hidden_dropout_prob": model_args.hidden_dropout_prob,
+        "attention_probs_dropout_prob": model_args.attention_probs_dropout_prob,
+        "use_level_embeddings": model_args.use_level_embeddings,
+    }
+
+
+def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args) -> dict:
+    """Masked-token pretraining of ``HepEventForMaskedLM`` with whole-object masking.
+
+    Saves the model (and a copy of the tokenizer in ``output_dir/tokenizer``) to
+    ``training_args.output_dir``; returns train (and eval) metrics.
+    """
+    import torch
+    from transformers import Trainer
+
+    from ..collators import EventMLMCollator
+    from ..configuration_hep_event import HepEventConfig
+    from ..event_tokenizer import EventTokenizer
+    from ..modeling_hep_event import HepEventForMaskedLM, check_vocabulary
+
+    torch.manual_seed(training_args.seed)
+    tok = EventTokenizer.from_pretrained(data_args.tokenizer)
+    if model_args.model_name_or_path:
+        model = HepEventForMaskedLM.from_pretrained(model_args.model_name_or_path)
+    else:
+        model = HepEventForMaskedLM(HepEventConfig.from_tokenizer(tok, **_encoder_kwargs(model_args)))
+    check_vocabulary(model.config, tok)
+    train = load_training_data(data_args.train_data, tok, data_args, model.config, data_args.max_train_samples)
+    evald = (
+        load_training_data(data_args.eval_data, tok, data_args, model.config, data_args.max_eval_samples)
+        if data_args.eval_data
+        else None
+    )
+    collator = EventMLMCollator.from_config(model.config, mlm_probability=data_args.mlm_probability)
+    trainer = Trainer(
+        model=model,
+        args=_trainer_args(training_args),
+        train_dataset=train,
+        eval_dataset=evald,
+        data_collator=collator,
+    )
+    result = trainer.train(resume_from_checkpoint=_resume_arg(training_args))
+    trainer.save_model()
+    metrics = dict(result.metrics)
+    if evald is not None:
+        metrics.update(trainer.evaluate())
+    metrics["parameters"] = sum(p.numel() for p in model.parameters())
+    metrics["world_size"] = training_args.world_size
+    if trainer.is_world_process_zero():
+        tok.save_pretrained(Path(training_args.output_dir) / "tokenizer")
+        _write_json(Path(training_args.output_dir) / "pretrain_metrics.json", metrics)
+        _write_card(trainer.model, metrics, data_args, training_args.output_dir)
+    return metrics
+
+
+def finetune(model_args: ModelArguments, data_args: DataArguments, training_args) -> dict:
+    """Train ``HepEventForSequenceClassification``: from scratch, from a pretrained backbone
+    (``model_name_or_path``), or with the backbone frozen (``freeze_backbone``).
+
+    Classes: ``signal``/``background`` process lists give a binary task; without them the
+    process ids are the classes. Returns train (and eval) metrics, with ROC AUC and accuracy.
+    """
+    import torch
+    from transformers import Trainer
+
+    from .. import schema
+    from ..collators import EventClassificationCollator
+    from ..configuration_hep_event import HepEventConfig
+    from ..event_tokenizer import EventTokenizer
+    from ..modeling_hep_event import HepEventForSequenceClassification, check_vocabulary
+
+    torch.manual_seed(training_args.seed)
+    tok = EventTokenizer.from_pretrained(data_args.tokenizer)
+    label_map = _label_map(data_args)
+    num_labels = 2 if label_map else len(schema.PROCESS_IDS)
+    names = ["background", "signal"] if label_map else list(schema.PROCESS_IDS)
+    extra = {
+        "num_labels": num_labels,
+        "id2label": dict(enumerate(names)),
+        "label2id": {n: i for i, n in enumerate(names)},
+    }
+    if data_args.class_weights:
+        if len(data_args.class_weights) != num_labels:
+            raise ValueError(f"class_weights needs {num_labels} values, got {data_args.class_weights}")
+        extra["class_weights"] = list(data_args.class_weights)
+    if model_args.model_name_or_path:
+        model = HepEventForSequenceClassification.from_pretrained(model_args.model_name_or_path, **extra)
+    else:
+        cfg = HepEventConfig.from_tokenizer(tok, **_encoder_kwargs(model_args), **extra)
+        model = HepEventForSequenceClassification(cfg)
+    check_vocabulary(model.config, tok)
+    if model_args.freeze_backbone:
+        for p in model.bert.parameters():
+            p.requires_grad = False
+
+    def prepare(spec, n):
+        ds = load_training_data(spec, tok, data_args, model.config, n)
+        if label_map:
+            keep = set(label_map)
+            ds = ds.filter(lambda r: r["label"] in keep)
+        return ds
+
+    train = prepare(data_args.train_data, data_args.max_train_samples)
+    evald = prepare(data_args.eval_data, data_args.max_eval_samples) if data_args.eval_data else None
+    trainer = Trainer(
+        model=model,
+        args=_trainer_args(training_args),
+        train_dataset=train,
+        eval_dataset=evald,
+        data_collator=EventClassificationCollator(label_map),
+        compute_metrics=classification_metrics,
+    )
+    result = trainer.train(resume_from_checkpoint=_resume_arg(training_args))
+    trainer.save_model()
+    metrics = dict(result.metrics)
+    if evald is not None:
+        metrics.update(trainer.evaluate())
+    metrics["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    metrics["world_size"] = training_args.world_size
+    if trainer.is_world_process_zero():
+        tok.save_pretrained(Path(training_args.output_dir) / "tokenizer")
+        _write_json(Path(training_args.output_dir) / "finetune_metrics.json", metrics)
+        _write_card(trainer.model, metrics, data_args, training_args.output_dir)
+    return metrics
+
+
+def classification_metrics(eval_pred) -> dict:
+    """Accuracy and ROC AUC (binary: signal score; multi-class: one-vs-rest macro)."""
+    from scipy.special import softmax
+    from sklearn.metrics import roc_auc_score
+
+    logits, labels = eval_pred
+    prob = softmax(np.asarray(logits), axis=-1)
+    labels = np.asarray(labels)
+    out = {"accuracy": float((prob.argmax(-1) == labels).mean())}
+    present = np.unique(labels)
+    if len(present) < 2:  # one class only in this evaluation set: no AUC
+        return out
+    if prob.shape[1] == 2:
+        out["auc"] = float(roc_auc_score(labels, prob[:, 1]))
+    else:
+        p = prob[:, present] / prob[:, present].sum(1, keepdims=True)
+        out["auc"] = float(roc_auc_score(labels, p, multi_class="ovr", labels=present))
+    return out
+
+
+def _write_card(model, metrics: dict, data_args: DataArguments, out_dir) -> None:
+    from ..cards import event_model_card
+
+    event_model_card(model, training={**metrics, "data": data_args.train_data}).save(Path(out_dir) / "README.md")
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,460 @@
+"""HepEvent models: Auto classes, whole-object masking, fingerprints, Trainer runs, BERT interop."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertForMaskedLM,
+    DataCollatorForLanguageModeling,
+    Trainer,
+    TrainingArguments,
+)
+
+import hep_event_models  # noqa: F401  (registers the Auto classes)
+from hep_event_models import schema
+from hep_event_models.cli import main
+from hep_event_models.collators import EventClassificationCollator, EventMLMCollator
+from hep_event_models.configuration_hep_event import HepEventConfig
+from hep_event_models.modeling_hep_event import (
+    HepEventForMaskedLM,
+    HepEventForSequenceClassification,
+    HepEventModel,
+    check_vocabulary,
+)
+from hep_event_models.tokenized import load_tokenized, tokenize_dataset
+
+SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+
+
+@pytest.fixture(scope="module")
+def token_data(event_tokenizer_dir, samples, tmp_path_factory):
+    """Tokenized hzz4l, zz4l and dy events (Parquet), one directory each split."""
+    from hep_event_models.generator import generate
+
+    d = tmp_path_factory.mktemp("token_data")
+    files = []
+    for i, proc in enumerate(("hzz4l", "zz4l", "dy")):
+        f = d / f"{proc}.h5"
+        generate(proc, 3000, f, seed=40 + i, progress=False, workers=1)
+        files.append(str(f))
+    out = d / "ds"
+    tokenize_dataset(event_tokenizer_dir, files, out, progress=False)
+    return {"dir": str(out), "files": files}
+
+
+def _rows(token_data, n=32):
+    ds = load_tokenized(token_data["dir"])
+    return [ds[i] for i in range(0, 3 * n, 3)]
+
+
+def test_auto_classes_save_load_identical(event_tokenizer, tmp_path):
+    cfg = HepEventConfig.from_tokenizer(event_tokenizer, **SMALL, num_labels=2)
+    assert cfg.vocab_size == event_tokenizer.vocab_size and cfg.type_vocab_size == schema.TYPE_VOCAB_SIZE
+    assert cfg.layout_fingerprint == event_tokenizer.layout_fingerprint
+    torch.manual_seed(0)
+    ids = torch.randint(schema.NUM_RESERVED_IDS, cfg.vocab_size, (3, 20))
+    ids[:, 0] = schema.CLS_ID
+    tt = torch.randint(0, 12, (3, 20))
+    am = torch.ones_like(ids)
+    am[2, 15:] = 0
+    for cls, auto in (
+        (HepEventForMaskedLM, AutoModelForMaskedLM),
+        (HepEventForSequenceClassification, AutoModelForSequenceClassification),
+        (HepEventModel, AutoModel),
+    ):
+        m = cls(cfg).eval()
+        m.save_pretrained(tmp_path / cls.__name__)
+        loaded = auto.from_pretrained(tmp_path / cls.__name__).eval()
+        assert type(loaded) is cls
+        with torch.no_grad():
+            a = m(input_ids=ids, token_type_ids=tt, attention_mask=am)
+            b = loaded(input_ids=ids, token_type_ids=tt, attention_mask=am)
+        key = "last_hidden_state" if cls is HepEventModel else "logits"
+        torch.testing.assert_close(a[key], b[key])
+    saved = json.loads((tmp_path / "HepEventForSequenceClassification" / "config.json").read_text())
+    assert saved["model_type"] == "hep_event" and "AutoModelForSequenceClassification" in saved["auto_map"]
+    assert (tmp_path / "HepEventForSequenceClassification" / "modeling_hep_event.py").exists()
+    assert isinstance(AutoConfig.from_pretrained(tmp_path / "HepEventModel"), HepEventConfig)
+    # the level embedding sees quantizer levels: object tokens 1..Q, special/context 0
+    lv = HepEventModel(cfg).embeddings.token_level
+    jets = event_tokenizer.layout.object_blocks("jets")
+    assert lv[: schema.NUM_RESERVED_IDS].eq(0).all() and lv[jets[2].start] == 3 and lv[jets[0].stop - 1] == 1
+
+
+def test_whole_object_masking(event_tokenizer, token_data):
+    cfg = HepEventConfig.from_tokenizer(event_tokenizer, **SMALL)
+    rows = _rows(token_data, 64)
+    coll = EventMLMCollator.from_config(cfg, mlm_probability=0.4, seed=1)
+    blocks = torch.tensor(cfg.token_blocks)
+    n_mask = n_rand = n_keep = 0
+    for _ in range(5):
+        batch = coll(rows)
+        ids, labels, orig = batch["input_ids"], batch["labels"], coll_pad(rows)
+        masked = labels != -100
+        assert (masked.sum(1) > 0).all()
+        # never special tokens or padding
+        assert (orig[masked] >= schema.NUM_RESERVED_IDS).all()
+        assert (labels[masked] == orig[masked]).all() and (ids[~masked] == orig[~masked]).all()
+        for i in range(len(rows)):
+            seq = orig[i].tolist()
+            for p in range(len(seq)):
+                b = _block(blocks, seq[p])
+                if b is None or blocks[b, 3] != 0:
+                    continue
+                q = sum(1 for r in range(p, len(seq)) if _same_object(blocks, seq, p, r))
+                # every level of an object is masked together, or none
+                assert len(set(masked[i, p : p + q].tolist())) == 1
+        sel = masked
+        n_mask += int((ids[sel] == schema.MASK_ID).sum())
+        same = ids[sel] == orig[sel]
+        n_keep += int(same.sum())
+        rnd = sel & (ids != schema.MASK_ID) & (ids != orig)
+        n_rand += int(rnd.sum())
+        # random replacements stay in the original token's (object type, level) block
+        for a, b in zip(ids[rnd].tolist(), orig[rnd].tolist(), strict=True):
+            assert _block(blocks, a) == _block(blocks, b)
+    total = n_mask + n_rand + n_keep
+    assert 0.72 < n_mask / total < 0.88 and 0.04 < n_rand / total < 0.16
+
+
+def coll_pad(rows):
+    from hep_event_models.collators import pad_examples
+
+    return pad_examples(rows)["input_ids"]
+
+
+def _block(blocks, tok_id):
+    hit = ((blocks[:, 0] <= tok_id) & (tok_id < blocks[:, 0] + blocks[:, 1])).nonzero()
+    return int(hit[0, 0]) if len(hit) else None
+
+
+def _same_object(blocks, seq, start, r):
+    b0, b = _block(blocks, seq[start]), _block(blocks, seq[r])
+    return b is not None and blocks[b, 2] == blocks[b0, 2] and blocks[b, 3] == r - start
+
+
+def test_vocabulary_and_fingerprint_mismatch_raise(event_tokenizer, token_data, tmp_path):
+    cfg = HepEventConfig.from_tokenizer(event_tokenizer, **SMALL)
+    check_vocabulary(cfg, event_tokenizer)  # matching: no error
+    bad = HepEventConfig.from_tokenizer(event_tokenizer, **SMALL)
+    bad.vocab_size += 10
+    with pytest.raises(ValueError, match="vocabulary"):
+        check_vocabulary(bad, event_tokenizer)
+    other = HepEventConfig.from_tokenizer(event_tokenizer, **SMALL)
+    other.layout_fingerprint = "f" * 16
+    with pytest.raises(ValueError, match="layout"):
+        check_vocabulary(other, event_tokenizer)
+    with pytest.raises(ValueError, match="layout"):
+        check_vocabulary(other, dataset_info={"layout_fingerprint": event_tokenizer.layout_fingerprint})
+    other2 = HepEventConfig.from_tokenizer(event_tokenizer, **SMALL)
+    other2.tokenizer_fingerprint = "0" * 16
+    with pytest.raises(ValueError, match="not the one the model was built for"):
+        check_vocabulary(other2, event_tokenizer)
+    # pretraining a model built for another tokenizer fails before training
+    HepEventForMaskedLM(other).save_pretrained(tmp_path / "m")
+    from hep_event_models.training.models import DataArguments, ModelArguments, pretrain
+
+    with pytest.raises(ValueError, match="layout"):
+        pretrain(
+            ModelArguments(model_name_or_path=str(tmp_path / "m")),
+            DataArguments(tokenizer=_tok_dir(event_tokenizer, tmp_path), train_data=token_data["dir"]),
+            TrainingArguments(output_dir=str(tmp_path / "o"), use_cpu=True, max_steps=1, report_to="none"),
+        )
+
+
+def _tok_dir(tok, tmp_path):
+    d = tmp_path / "tok"
+    if not (d / "tokenizer_config.json").exists():
+        tok.save_pretrained(d)
+    return str(d)
+
+
+def test_short_pretraining_lowers_the_loss_and_resumes(event_tokenizer, token_data, tmp_path):
+    from hep_event_models.training.models import DataArguments, ModelArguments, pretrain
+
+    out = tmp_path / "pre"
+    args = TrainingArguments(
+        output_dir=str(out),
+        use_cpu=True,
+        max_steps=160,
+        per_device_train_batch_size=32,
+        learning_rate=3e-3,
+        warmup_steps=10,
+        logging_steps=20,
+        save_strategy="steps",
+        save_steps=80,
+        report_to="none",
+        seed=0,
+        dataloader_num_workers=0,
+    )
+    data = DataArguments(
+        tokenizer=_tok_dir(event_tokenizer, tmp_path),
+        train_data=token_data["dir"],
+        eval_data=token_data["dir"],
+        max_eval_samples=256,
+    )
+    model = ModelArguments(**SMALL)
+    before = _mlm_eval_loss(event_tokenizer, token_data, None)
+    metrics = pretrain(model, data, args)
+    after = _mlm_eval_loss(event_tokenizer, token_data, out)
+    assert after < before - 0.5, (before, after)
+    assert metrics["eval_loss"] < before
+    assert (out / "model.safetensors").exists() and (out / "tokenizer" / "tokenizer_config.json").exists()
+    assert isinstance(AutoModelForMaskedLM.from_pretrained(out), HepEventForMaskedLM)
+    # resume from the middle checkpoint: continues at step 80 → 160 without error
+    args.resume_from_checkpoint = str(out / "checkpoint-80")
+    pretrain(model, data, args)
+    state = json.loads((out / "checkpoint-160" / "trainer_state.json").read_text())
+    assert state["global_step"] == 160 and state["log_history"][0]["step"] == 20
+
+
+def _mlm_eval_loss(tok, token_data, model_dir):
+    torch.manual_seed(0)
+    cfg = HepEventConfig.from_tokenizer(tok, **SMALL)
+    m = HepEventForMaskedLM.from_pretrained(model_dir) if model_dir else HepEventForMaskedLM(cfg)
+    m.eval()
+    coll = EventMLMCollator.from_config(cfg, mlm_probability=0.3, seed=5)
+    batch = coll(_rows(token_data, 128))
+    with torch.no_grad():
+        return float(m(**batch).loss)
+
+
+def test_finetune_binary_task_from_scratch_and_frozen(event_tokenizer, token_data, tmp_path):
+    from hep_event_models.training.models import DataArguments, ModelArguments, finetune
+
+    tokd = _tok_dir(event_tokenizer, tmp_path)
+    data = DataArguments(
+        tokenizer=tokd,
+        train_data=token_data["dir"],
+        eval_data=token_data["dir"],
+        signal=["hzz4l"],
+        background=["dy"],
+        max_eval_samples=2000,
+    )
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "ft"),
+        use_cpu=True,
+        max_steps=80,
+        per_device_train_batch_size=32,
+        learning_rate=1e-3,
+        report_to="none",
+        save_strategy="no",
+        seed=0,
+        logging_steps=20,
+    )
+    m = finetune(ModelArguments(**SMALL), data, args)
+    assert m["eval_auc"] > 0.8, json.dumps(m)  # hzz4l vs dy: four leptons vs two
+    clf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ft")
+    assert clf.config.id2label == {0: "background", 1: "signal"}
+    # frozen backbone: only the head trains
+    args.output_dir = str(tmp_path / "ft_frozen")
+    args.max_steps = 5
+    frozen = finetune(ModelArguments(model_name_or_path=str(tmp_path / "ft"), freeze_backbone=True), data, args)
+    head = sum(p.numel() for p in clf.classifier.parameters())
+    assert frozen["trainable_parameters"] == head
+
+
+def test_classification_collator_maps_labels(token_data):
+    rows = _rows(token_data, 8)
+    labels = {r["label"] for r in rows}
+    coll = EventClassificationCollator(
+        {schema.PROCESS_IDS["hzz4l"]: 1, schema.PROCESS_IDS["zz4l"]: 0, schema.PROCESS_IDS["dy"]: 0}
+    )
+    b = coll(rows)
+    assert b["labels"].tolist() == [int(r["label"] == schema.PROCESS_IDS["hzz4l"]) for r in rows]
+    assert b["input_ids"].shape == b["attention_mask"].shape
+    with pytest.raises(ValueError, match="not in the label map"):
+        EventClassificationCollator({99: 1})(rows)
+    assert labels
+
+
+def test_stock_bert_trains_on_the_tokenized_dataset(event_tokenizer, token_data, tmp_path):
+    """Users are not locked in: transformers' own BERT and collator work on our datasets."""
+    tok = event_tokenizer
+    ds = load_tokenized(token_data["dir"]).select(range(512))
+    ds = ds.remove_columns(["event_index", "source_file", "label"])
+    cfg = BertConfig(vocab_size=tok.vocab_size, type_vocab_size=schema.TYPE_VOCAB_SIZE, **SMALL)
+    torch.manual_seed(0)
+    model = BertForMaskedLM(cfg)
+    trainer = Trainer(
+        model=model,
+        args=TrainingArguments(
+            output_dir=str(tmp_path / "bert"),
+            use_cpu=True,
+            max_steps=20,
+            per_device_train_batch_size=16,
+            report_to="none",
+            save_strategy="no",
+            logging_steps=5,
+            learning_rate=2e-3,
+        ),
+        train_dataset=ds,
+        data_collator=DataCollatorForLanguageModeling(tokenizer=tok, mlm_probability=0.3),
+    )
+    out = trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert np.isfinite(out.training_loss) and losses[-1] < losses[0]
+
+
+def test_cli_pretrain_with_yaml_and_overrides(event_tokenizer, token_data, tmp_path, capsys):
+    import yaml
+
+    cfg = tmp_path / "pre.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                **SMALL,
+                "output_dir": str(tmp_path / "wrong"),
+                "max_steps": 1000,
+                "use_cpu": True,
+                "report_to": "none",
+                "per_device_train_batch_size": 8,
+                "save_strategy": "no",
+                "mlm_probability": 0.25,
+            }
+        )
+    )
+    out = tmp_path / "cli_pre"
+    rc = main(
+        [
+            "pretrain",
+            str(cfg),
+            "--tokenizer",
+            _tok_dir(event_tokenizer, tmp_path),
+            "--train_data",
+            token_data["dir"],
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "3",
+        ]
+    )
+    assert rc == 0
+    state = json.loads((out / "pretrain_metrics.json").read_text())
+    assert state["train_loss"] > 0
+    assert "pretrained model written" in capsys.readouterr().out
+    assert isinstance(AutoModel.from_pretrained(out), HepEventModel)
+
+
+def test_evaluate_with_baselines(event_tokenizer, token_data, tmp_path, capsys):
+    from hep_event_models.training.models import DataArguments, ModelArguments, finetune
+
+    tokd = _tok_dir(event_tokenizer, tmp_path)
+    finetune(
+        ModelArguments(**SMALL),
+        DataArguments(tokenizer=tokd, train_data=token_data["dir"], signal=["hzz4l"], background=["dy"]),
+        TrainingArguments(
+            output_dir=str(tmp_path / "clf"),
+            use_cpu=True,
+            max_steps=80,
+            report_to="none",
+            per_device_train_batch_size=32,
+            learning_rate=1e-3,
+            save_strategy="no",
+            seed=0,
+        ),
+    )
+    files = token_data["files"]
+    rc = main(
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "clf"),
+            "--train-data",
+            *files,
+            "--test-data",
+            *files,
+            "--signal",
+            "hzz4l",
+            "--background",
+            "zz4l",
+            "dy",
+            "--out",
+            str(tmp_path / "ev"),
+            "--max-train-events",
+            "1500",
+            "--max-test-events",
+            "1000",
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    for k in ("auc", "accuracy", "rejection_at_50", "gbdt_auc", "counts_auc"):
+        assert np.isfinite(m[k]) and m[k] > 0
+    assert 0 <= m["auc"] <= 1 and 0 <= m["accuracy"] <= 1
+    # the classifier was trained on hzz4l vs dy: scored here, it separates them as it did in training
+    assert m["per_background"]["dy"]["model"]["auc"] > 0.8
+    assert m["per_background"]["dy"]["counts"]["auc"] > 0.8  # lepton counts alone separate most of it
+    assert m["per_background"]["dy"]["gbdt"]["auc"] > 0.95
+    assert m["per_background"]["zz4l"]["n_background"] == 1000
+    assert (tmp_path / "ev" / "roc.png").stat().st_size > 5000
+    assert "AUC" in capsys.readouterr().out
+    card = (tmp_path / "clf" / "README.md").read_text()
+    assert "model-index" in card and "GBDT on continuous features" in card and event_tokenizer.fingerprint in card
+    # the headline selection: four leptons in the Higgs window
+    from hep_event_models.evaluation import evaluate_classifier
+
+    w = evaluate_classifier(
+        tmp_path / "clf", files, files, "hzz4l", ["zz4l"], tmp_path / "ev2", m4l_window=(115, 135), progress=False
+    )
+    assert w["n_test_signal"] > 500 and w["per_background"]["zz4l"]["n_background"] > 0
+
+
+def test_ddp_two_processes_on_cpu(event_tokenizer, token_data, tmp_path):
+    """torchrun with 2 CPU processes (gloo): Trainer runs distributed data parallel."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    small = [x for k, v in SMALL.items() for x in (f"--{k}", str(v))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        "-m",
+        "hep_event_models.cli",
+        "pretrain",
+        "--tokenizer",
+        _tok_dir(event_tokenizer, tmp_path),
+        "--train_data",
+        token_data["dir"],
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "3",
+        "--use_cpu",
+        "True",
+        "--ddp_backend",
+        "gloo",
+        "--per_device_train_batch_size",
+        "8",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--dataloader_num_workers",
+        "0",
+        *small,
+    ]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((out / "pretrain_metrics.json").read_text())
+    assert m["world_size"] == 2 and np.isfinite(m["train_loss"])
+    assert isinstance(AutoModelForMaskedLM.from_pretrained(out), HepEventForMaskedLM)
