@@ -198,6 +198,9 @@ def test_decode_handles_malformed_sequences(event_tokenizer):
     with pytest.warns(UserWarning, match="incomplete"):
         back = tok.decode([good, broken])
     assert back.collections["jets"].mask.tolist() == [[True], [False]]
+    single = tok.decode(good)  # one flat sequence is one event
+    assert single.collections["jets"].mask.tolist() == [[True]]
+    np.testing.assert_array_equal(single.collections["jets"].values[0, 0], back.collections["jets"].values[0, 0])
     assert np.isnan(back.scalars["event/mu"]).all()
     with pytest.raises(ValueError, match="outside"):
         tok.decode([[tok.vocab_size + 5]])

@@ -458,3 +458,38 @@ def test_ddp_two_processes_on_cpu(event_tokenizer, token_data, tmp_path):
     m = json.loads((out / "pretrain_metrics.json").read_text())
     assert m["world_size"] == 2 and np.isfinite(m["train_loss"])
     assert isinstance(AutoModelForMaskedLM.from_pretrained(out), HepEventForMaskedLM)
+
+
+def test_finetune_on_the_fly_from_hdf5_with_class_weights(event_tokenizer, token_data, tmp_path):
+    """Training straight from HDF5 files (tokenized in the data pipeline), weighted classes."""
+    from hep_event_models.training.models import DataArguments, ModelArguments, finetune
+
+    data = DataArguments(
+        tokenizer=_tok_dir(event_tokenizer, tmp_path),
+        train_data=",".join(token_data["files"]),
+        on_the_fly=True,
+        signal=["hzz4l"],
+        background=["dy", "zz4l"],
+        class_weights=[1.0, 2.0],
+    )
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "otf"),
+        use_cpu=True,
+        max_steps=6,
+        per_device_train_batch_size=16,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=2,
+        dataloader_num_workers=0,
+    )
+    m = finetune(ModelArguments(**SMALL), data, args)
+    assert m["train_loss"] > 0 and np.isfinite(m["train_loss"])
+    clf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "otf")
+    assert clf.config.class_weights == [1.0, 2.0]
+    with pytest.raises(ValueError, match="class_weights needs 2 values"):
+        finetune(ModelArguments(**SMALL), DataArguments(**{**data.__dict__, "class_weights": [1.0]}), args)
+
+
+def test_pretrain_without_data_arguments_fails_clearly(tmp_path):
+    with pytest.raises(ValueError, match="missing --tokenizer and --train_data"):
+        main(["pretrain", "--output_dir", str(tmp_path / "x"), "--use_cpu", "True", "--report_to", "none"])

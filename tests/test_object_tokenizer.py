@@ -155,3 +155,28 @@ def test_seed_style_baseline_option(samples):
     assert dec.shape == real.shape and np.isfinite(dec).all()
     with pytest.raises(ValueError, match="loss must be"):
         ObjectTokenizerSettings.from_dict({"loss": "l3"})
+
+
+def test_goal_loss_weights(samples):
+    cfg, coll = _jets(samples, 2000)
+    pre = ObjectPreprocessor(cfg)
+    pre.partial_fit(coll.values[coll.mask])
+    pre.finalize()
+    goal = ObjectTokenizer.from_fitted(cfg, pre, {**SMALL, "goal_power": 1.0}).loss_weights
+    assert np.isclose(np.mean(list(goal.values())), 1.0)
+    # weight ∝ 1/goal² in model space: η at 0.005 absolute, φ at 0.005 rad over (cos, sin)
+    eta_std = pre.transforms[cfg.feature_names.index("eta")].stats["std"]
+    assert np.isclose(goal["eta"] / goal["phi"], (eta_std / 0.005) ** 2 / (2 / 0.005**2), rtol=1e-6)
+    assert goal["eta"] > goal["QG_tracksWidth"] and goal["n_trk"] == goal["QG_nTracks"]
+    sqrt = ObjectTokenizer.from_fitted(cfg, pre, SMALL).loss_weights
+    assert np.isclose(sqrt["eta"] / sqrt["phi"], np.sqrt(goal["eta"] / goal["phi"]), rtol=1e-6)
+    uniform = ObjectTokenizer.from_fitted(cfg, pre, {**SMALL, "loss_weighting": "uniform"}).loss_weights
+    assert set(uniform.values()) == {1.0}
+    boosted = ObjectTokenizer.from_fitted(cfg, pre, {**SMALL, "loss_weights": {"pt": 3.0}}).loss_weights
+    assert np.isclose(boosted["pt"], 3.0 * sqrt["pt"])
+    with pytest.raises(ValueError, match="loss_weighting"):
+        ObjectTokenizerSettings.from_dict({"loss_weighting": "magic"})
+    from hep_event_models.config import ObjectConfig
+
+    with pytest.raises(ValueError, match="goal"):
+        ObjectConfig.from_dict({"object": "jets", "features": [{"name": "pt", "kind": "log_standard", "goal": -1}]})

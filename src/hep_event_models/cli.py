@@ -167,6 +167,7 @@ def cmd_tokenize(args) -> int:
         max_length=args.max_length,
         truncation=args.max_length is not None,
         progress=not args.quiet,
+        device=args.device,
     )
     rate = (
         f" ({summary['events_per_s']:,.0f} events/s, {summary['objects_per_s']:,.0f} objects/s)"
@@ -415,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--rows-per-shard", type=int, default=250_000, help="events per output shard")
     t.add_argument("--chunk-size", type=int, default=8192, help="events read and tokenized at once")
     t.add_argument("--max-length", type=int, default=None, help="truncate sequences to this length")
+    t.add_argument("--device", default=None, help="cpu (FAISS search, default) or cuda (torch search on the GPU)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_tokenize)
 

@@ -726,9 +726,10 @@ def _to_2d_array(x, fill: int = schema.PAD_ID) -> np.ndarray:
         x = x.detach().cpu().numpy()
     if isinstance(x, np.ndarray):
         return x.reshape(1, -1).astype(np.int64) if x.ndim == 1 else x.astype(np.int64)
+    x = list(x)
+    if x and isinstance(x[0], (int, np.integer)):
+        x = [x]  # one sequence
     rows = [_as_list(r) for r in x]
-    if rows and not isinstance(rows[0], list):
-        rows = [rows]
     width = max((len(r) for r in rows), default=0)
     arr = np.full((len(rows), width), fill, dtype=np.int64)
     for i, r in enumerate(rows):

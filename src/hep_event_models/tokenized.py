@@ -44,8 +44,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from . import schema
 from .io.reader import EventReader, expand_files
+from .memory import release_memory
 
 META_KEY = b"hep_event_models"
 MANIFEST = "dataset_manifest.json"
@@ -159,6 +159,8 @@ def _write_shard(tokenizer, shard: Shard, out: Path, schema_: pa.Schema, fmt: st
                 writer.write_batch(rb)
                 n_events += rb.num_rows
                 n_tokens += len(rb.column(0).values)
+                del rb, events
+                release_memory()  # flat memory over millions of events (see memory.py)
         if fmt == "arrow":
             sink.close()
         os.replace(tmp, final)
@@ -180,7 +182,7 @@ def _worker(tokenizer_dir: str, shards: list[Shard], out: str, schema_bytes: byt
         faiss.omp_set_num_threads(threads)
     except ImportError:  # pragma: no cover
         pass
-    tok = EventTokenizer.from_pretrained(tokenizer_dir)
+    tok = EventTokenizer.from_pretrained(tokenizer_dir, device=opts["device"] or "cpu")
     schema_ = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
     return [_write_shard(tok, s, Path(out), schema_, fmt, opts) for s in shards]
 
@@ -198,6 +200,7 @@ def tokenize_dataset(
     max_length: int | None = None,
     truncation: bool = False,
     progress: bool = True,
+    device: str | None = None,
 ) -> dict:
     """Tokenize HDF5 events into sharded Parquet or Arrow files (module doc).
 
@@ -210,6 +213,9 @@ def tokenize_dataset(
         num_proc: worker processes (shards are spread over them).
         shard_index, num_shards: this job's share of the input files (``files[i::n]``).
         rows_per_shard: events per output shard.
+        device: where the encoders and the code search run (``"cuda"``: torch matmul search
+            on the GPU instead of FAISS on the CPU); ``None`` leaves the tokenizer where it is
+            (a directory loads to the CPU).
 
     Returns:
         summary: events, tokens, shards written and skipped, seconds, events/s and objects/s.
@@ -222,6 +228,8 @@ def tokenize_dataset(
     if isinstance(tokenizer, (str, Path)):
         tok_dir = str(tokenizer)
         tokenizer = EventTokenizer.from_pretrained(tokenizer)
+    if device is not None:
+        tokenizer.to(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     all_files = expand_files(data)
@@ -243,7 +251,7 @@ def tokenize_dataset(
         else:
             todo.append(s)
     schema_ = arrow_schema(tokenizer)
-    opts = {"chunk_size": chunk_size, "max_length": max_length, "truncation": truncation}
+    opts = {"chunk_size": chunk_size, "max_length": max_length, "truncation": truncation, "device": device}
     t0 = time.perf_counter()
     results = []
     if num_proc > 1 and len(todo) > 1:
@@ -378,8 +386,9 @@ def _generate(files: list[str], tokenizer, chunk_size: int, max_length, truncati
         tokenizer = _WORKER_TOKENIZERS[tokenizer]
     schema_ = arrow_schema(tokenizer)
     for events in tokenizer.reader(files, chunk_size=chunk_size):
-        rb = encode_record_batch(tokenizer, events, schema_, max_length, truncation)
-        yield from rb.to_pylist()
+        rows = encode_record_batch(tokenizer, events, schema_, max_length, truncation).to_pylist()
+        release_memory()
+        yield from rows
 
 
 def on_the_fly_dataset(tokenizer, data, chunk_size: int = 1024, max_length: int | None = None, truncation=False):
@@ -417,6 +426,5 @@ __all__ = [
     "load_tokenized",
     "on_the_fly_dataset",
     "plan_shards",
-    "schema",
     "tokenize_dataset",
 ]

@@ -83,6 +83,12 @@ def parse_args(argv: list[str] | None = None):
     return parser.parse_args_into_dataclasses(args=file_flags + argv)
 
 
+def _require_data(data_args: DataArguments) -> None:
+    missing = [f"--{k}" for k in ("tokenizer", "train_data") if not getattr(data_args, k)]
+    if missing:
+        raise ValueError(f"missing {' and '.join(missing)} (in the YAML file or on the command line)")
+
+
 def _label_map(data_args: DataArguments) -> dict[int, int] | None:
     from .. import schema
 
@@ -161,6 +167,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     from ..event_tokenizer import EventTokenizer
     from ..modeling_hep_event import HepEventForMaskedLM, check_vocabulary
 
+    _require_data(data_args)
     torch.manual_seed(training_args.seed)
     tok = EventTokenizer.from_pretrained(data_args.tokenizer)
     if model_args.model_name_or_path:
@@ -212,6 +219,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     from ..event_tokenizer import EventTokenizer
     from ..modeling_hep_event import HepEventForSequenceClassification, check_vocabulary
 
+    _require_data(data_args)
     torch.manual_seed(training_args.seed)
     tok = EventTokenizer.from_pretrained(data_args.tokenizer)
     label_map = _label_map(data_args)
