@@ -25,6 +25,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from bench_convert import bench_convert
+from bench_models import bench_models
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 WORK = HERE / "_work"
@@ -425,6 +428,8 @@ SECTIONS = {
     "reader": ("HDF5 reader", bench_reader),
     "tokenizers": ("Object tokenizers", bench_tokenizers),
     "tokenize": ("HDF5 → Parquet tokenization", bench_tokenize),
+    "convert": ("ROOT → HDF5 conversion (NanoAOD, PHYSLITE)", bench_convert),
+    "models": ("Event models: headline task, label efficiency, throughput", bench_models),
 }
 
 
@@ -464,6 +469,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tokenizer-batch", type=int, default=4096, help="objects per training step")
     ap.add_argument("--tokenizer-events", type=int, default=100_000, help="events per process for tokenizers")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    ap.add_argument(
+        "--models-scale", type=float, default=1.0, help="demo scale of the models section (1: ~10 min on 2 cores)"
+    )
     args = ap.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
     WORK.mkdir(exist_ok=True)

@@ -493,3 +493,20 @@ def test_finetune_on_the_fly_from_hdf5_with_class_weights(event_tokenizer, token
 def test_pretrain_without_data_arguments_fails_clearly(tmp_path):
     with pytest.raises(ValueError, match="missing --tokenizer and --train_data"):
         main(["pretrain", "--output_dir", str(tmp_path / "x"), "--use_cpu", "True", "--report_to", "none"])
+
+
+def test_mlm_head_on_masked_positions_only_matches_full_logits(event_tokenizer, token_data):
+    """With labels the vocabulary projection runs on masked positions only: same loss and logits."""
+    cfg = HepEventConfig.from_tokenizer(event_tokenizer, **SMALL)
+    m = HepEventForMaskedLM(cfg).eval()
+    batch = EventMLMCollator.from_config(cfg, mlm_probability=0.3, seed=3)(_rows(token_data, 16))
+    with torch.no_grad():
+        fast = m(**batch)
+        full = m(**batch, return_all_logits=True)
+        bare = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    sel = batch["labels"] != -100
+    assert fast.logits.shape == (int(sel.sum()), cfg.vocab_size)
+    assert full.logits.shape == (*batch["input_ids"].shape, cfg.vocab_size) == bare.logits.shape
+    torch.testing.assert_close(fast.logits, full.logits[sel])
+    torch.testing.assert_close(fast.loss, full.loss)
+    assert bare.loss is None and 0 < float(fast.loss) < 2 * np.log(cfg.vocab_size)

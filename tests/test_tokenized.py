@@ -114,7 +114,7 @@ def test_fingerprint_mismatch_raises(event_tokenizer_dir, event_tokenizer, small
     other = EventTokenizer.from_pretrained(event_tokenizer_dir)
     t = other.object_tokenizers["jets"]
     with __import__("torch").no_grad():
-        t.decoder[0].weight.add_(0.01)
+        next(t.decoder.parameters()).add_(0.01)
     other._fingerprint = None
     assert other.fingerprint != event_tokenizer.fingerprint
     with pytest.raises(FingerprintMismatchError, match="not by this tokenizer"):
@@ -186,3 +186,32 @@ def test_cli_fit_event_tokenizer_tokenize_and_push(samples, small_files, tmp_pat
     assert main(["push", str(out), "--repo-id", "me/tok", "--revision", "dev"]) == 0
     assert calls == [("create_repo", None), ("create_branch", None), ("upload_folder", "dev")]
     assert np.isfinite(tok.context[0].centre(np.arange(10))).all()
+
+
+def test_tokenize_with_m4l_selection(event_tokenizer_dir, event_tokenizer, small_files, tmp_path):
+    """--m4l-window keeps exactly the four-lepton events in the window, and is recorded."""
+    from hep_event_models import physics
+
+    out = tmp_path / "sel"
+    window = (115.0, 135.0)
+    s = tokenize_dataset(event_tokenizer_dir, small_files, out, chunk_size=700, progress=False, m4l_window=window)
+    expected = set()
+    for f in small_files:
+        ev = EventBatch.concat(list(event_tokenizer.reader(f, chunk_size=4096)))
+        fl = physics.four_lepton(ev)
+        keep = fl.valid & (fl.m4l > window[0]) & (fl.m4l < window[1])
+        expected |= {(Path(f).name, int(i)) for i in ev.event_index[keep]}
+    ds = load_tokenized(out, tokenizer=event_tokenizer)
+    got = set(zip(ds["source_file"], ds["event_index"], strict=True))
+    # hzz4l events pass often, dy (two leptons) never
+    assert got == expected and s["events"] == len(expected) > 300
+    assert all(n == "hzz4l.h5" for n, _ in got)
+    manifest = json.loads((out / "dataset_manifest.json").read_text())
+    assert manifest["selection"] == s["selection"] == "four leptons, 115 < m4l < 135 GeV"
+    # the same tokens as without the selection, for the events it keeps
+    ref = _reference_rows(event_tokenizer, small_files)
+    for row in ds.select(range(0, len(ds), 50)):
+        assert row["input_ids"] == ref[(row["source_file"], row["event_index"])][0].tolist()
+    # a rerun into the same directory with another selection refuses to mix shards
+    with pytest.raises(FingerprintMismatchError, match="selection"):
+        tokenize_dataset(event_tokenizer_dir, small_files, out, progress=False)

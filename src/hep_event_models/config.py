@@ -109,13 +109,13 @@ class ObjectConfig:
             name = entry.get("name")
             if name is None:
                 raise ValueError(f"{origin}: features[{i}] has no 'name'")
-            field_ = coll.fields.get(name)
+            field_ = coll.all_fields.get(name)
             source = entry.get("source")
             if source is None:
                 if field_ is None:
                     raise ValueError(
                         f"{origin}: feature {name!r} is not in the schema of {coll_name!r} "
-                        f"(known: {sorted(coll.fields)}); give its HDF5 path as 'source'"
+                        f"(known: {sorted(coll.all_fields)}); give its HDF5 path as 'source'"
                     )
                 source = coll.path_of(name)
             kind = entry.get("kind", field_.kind if field_ else None)

@@ -160,9 +160,14 @@ def evaluate_classifier(
     scores = {}
     scores["model"] = model_scores(model, tok, test, signal_class)
     for name, feats in (("gbdt", continuous_features), ("counts", count_features)):
-        clf = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1, random_state=seed, early_stopping=True)
-        clf.fit(feats(train, configs), y_train)
-        scores[name] = clf.predict_proba(feats(test, configs))[:, 1]
+        x_train, x_test = feats(train, configs), feats(test, configs)
+        # columns with fewer than two distinct values carry nothing (and break the binning on
+        # small samples, e.g. a fourth tau present in one event)
+        keep = [j for j in range(x_train.shape[1]) if len(np.unique(x_train[np.isfinite(x_train[:, j]), j])) > 1]
+        # early stopping (on a 10% validation split) only where the training set is large enough
+        clf = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1, random_state=seed, early_stopping="auto")
+        clf.fit(x_train[:, keep], y_train)
+        scores[name] = clf.predict_proba(x_test[:, keep])[:, 1]
     results = {
         "signal": signal,
         "backgrounds": backgrounds,

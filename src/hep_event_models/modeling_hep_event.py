@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import BertForMaskedLM, BertModel, BertPreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput
 from transformers.models.bert.modeling_bert import BertEmbeddings
 
 from .configuration_hep_event import HepEventConfig
@@ -118,12 +118,51 @@ class HepEventModel(_HepEventInit, BertModel):
 
 
 class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
-    """Masked-token pretraining head (tied to the input embeddings, as in BERT)."""
+    """Masked-token pretraining head (tied to the input embeddings, as in BERT).
+
+    Event vocabularies are large (objects × levels × codes: 4096 × 4 × 7 ≈ 115k ids), so with
+    ``labels`` the vocabulary projection runs only on the masked positions: ``logits`` is then
+    ``(N_masked, vocab_size)``, in the order of ``labels[labels != -100]``, and the loss is
+    BERT's (mean cross-entropy over masked positions). Without ``labels``, or with
+    ``return_all_logits=True``, ``logits`` is ``(B, L, vocab_size)`` as in ``BertForMaskedLM``.
+    """
 
     def __init__(self, config: HepEventConfig):
         super().__init__(config)
         self.bert = HepEventModel(config, add_pooling_layer=False)
         self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        return_all_logits: bool = False,
+        **kwargs,
+    ) -> MaskedLMOutput:
+        out = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        seq = out.last_hidden_state
+        loss = None
+        if labels is not None and not return_all_logits:
+            sel = labels != -100
+            logits = self.cls(seq[sel])
+            loss = nn.functional.cross_entropy(logits.float(), labels[sel]) if logits.shape[0] else seq.sum() * 0.0
+        else:
+            logits = self.cls(seq)
+            if labels is not None:
+                loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1))
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
 
 
 class HepEventForSequenceClassification(_HepEventInit, BertPreTrainedModel):

@@ -10,15 +10,24 @@ File layout (DESIGN §2; seed 004). One file holds ``n_events`` events::
     common/<collection>/mask    (n_events, max_objects) bool, True for real objects
     common/<collection>/n       (n_events,) number of real objects (== mask.sum(1))
     atlas/<collection>/<key>    (n_events, max_objects) ATLAS-only per-object arrays
+    cms/<collection>/<key>      (n_events, max_objects) CMS-only per-object arrays
     common/met/<key>            (n_events,) per-event scalars (MET is one object per event)
     common/event/<key>          (n_events,) per-event scalars
-    atlas/event/<key>           (n_events,) per-event scalars
+    atlas/event/<key>           (n_events,) per-event scalars (cms/event/<key> in CMS files)
     truth/process               (n_events,) int16 process label (see ``PROCESS_IDS``)
     truth/<collection>/<key>    optional per-object truth (same padding as the collection)
     metadata                    group attributes only (``METADATA_ATTRS``)
 
 Objects are sorted by pT descending and packed at the front of each row. Energies and
 momenta are in GeV, angles in radians, lengths (vertex positions, d0, z0) in mm.
+
+Experiment-specific groups: a file holds ``common/`` plus exactly one experiment group,
+the one its ``metadata`` attribute ``experiment`` names (``EXPERIMENT_GROUPS``: ``ATLAS`` ->
+``atlas/``, ``CMS`` -> ``cms/``; files without the attribute are ATLAS files).
+``common/event/experiment_id`` holds ``EXPERIMENT_IDS[experiment]``. Features under
+``common/`` mean the same in both experiments, so tokenizers configured with ``common/``
+features only read files of either experiment (condition on ``experiment_id``);
+``atlas/`` and ``cms/`` features are for single-experiment studies.
 
 Labels: a file carries per-event labels in ``truth/process`` (integers from
 ``PROCESS_IDS``); the ``metadata`` attribute ``label_names`` (JSON list) names them.
@@ -127,10 +136,12 @@ class CollectionSchema:
     """The datasets of one object collection (or of one per-event group).
 
     Args:
-        name: collection name, also the group name under ``common/`` and ``atlas/``.
+        name: collection name, also the group name under ``common/``, ``atlas/`` and ``cms/``.
         type_id: token type id of its tokens (DESIGN §4).
         common: fields under ``common/<name>``.
-        atlas: fields under ``atlas/<name>``.
+        atlas: fields under ``atlas/<name>`` (ATLAS files only).
+        cms: fields under ``cms/<name>`` (CMS files only). Names never repeat across
+            ``common``, ``atlas`` and ``cms``, so a key alone names its group.
         per_object: ``True`` for padded per-object arrays with ``mask``/``n``; ``False``
             for per-event scalars (``met``, ``event``).
         max_objects: default padding written by the generator.
@@ -141,28 +152,71 @@ class CollectionSchema:
     type_id: int
     common: tuple[Field, ...]
     atlas: tuple[Field, ...] = ()
+    cms: tuple[Field, ...] = ()
     per_object: bool = True
     max_objects: int = 1
     pt_cut: float | None = None
 
     @property
     def fields(self) -> dict[str, Field]:
-        return {f.name: f for f in (*self.common, *self.atlas)}
+        """``common`` + ``atlas`` fields: the layout of ATLAS files (and of the generator)."""
+        return self.fields_for(ATLAS_EXPERIMENT)
+
+    @property
+    def all_fields(self) -> dict[str, Field]:
+        """Fields of every group (``common``, ``atlas``, ``cms``)."""
+        return {f.name: f for f in (*self.common, *self.atlas, *self.cms)}
+
+    def experiment_fields(self, experiment: str) -> tuple[Field, ...]:
+        """Fields of the experiment-specific group of ``experiment`` (``"ATLAS"`` or ``"CMS"``)."""
+        group = experiment_group(experiment)
+        return self.atlas if group == ATLAS else self.cms
+
+    def fields_for(self, experiment: str) -> dict[str, Field]:
+        """``common`` fields plus those of ``experiment``'s group: the layout of its files."""
+        return {f.name: f for f in (*self.common, *self.experiment_fields(experiment))}
 
     def group_of(self, key: str) -> str:
-        """HDF5 group holding ``key`` (e.g. ``"atlas/jets"``)."""
+        """HDF5 group holding ``key`` (e.g. ``"atlas/jets"``, ``"cms/jets"``)."""
         if key in {f.name for f in self.common} or key in (MASK, COUNT):
             return f"{COMMON}/{self.name}"
         if key in {f.name for f in self.atlas}:
             return f"{ATLAS}/{self.name}"
-        raise KeyError(f"{key!r} is not a field of collection {self.name!r}; known: {sorted(self.fields)}")
+        if key in {f.name for f in self.cms}:
+            return f"{CMS}/{self.name}"
+        raise KeyError(f"{key!r} is not a field of collection {self.name!r}; known: {sorted(self.all_fields)}")
 
     def path_of(self, key: str) -> str:
         return f"{self.group_of(key)}/{key}"
 
 
-COMMON, ATLAS, TRUTH, METADATA = "common", "atlas", "truth", "metadata"
+COMMON, ATLAS, CMS, TRUTH, METADATA = "common", "atlas", "cms", "truth", "metadata"
 MASK, COUNT = "mask", "n"
+
+# Experiments: the metadata attribute ``experiment`` names one; it selects the file's
+# experiment-specific group and the value of ``common/event/experiment_id``.
+ATLAS_EXPERIMENT, CMS_EXPERIMENT = "ATLAS", "CMS"
+EXPERIMENT_IDS: dict[str, int] = {ATLAS_EXPERIMENT: 0, CMS_EXPERIMENT: 1}
+EXPERIMENT_GROUPS: dict[str, str] = {ATLAS_EXPERIMENT: ATLAS, CMS_EXPERIMENT: CMS}
+DEFAULT_EXPERIMENT = ATLAS_EXPERIMENT  # files without the attribute (and the generator's)
+
+
+def experiment_group(experiment) -> str:
+    """The experiment-specific group (``"atlas"`` or ``"cms"``) of an experiment name."""
+    name = normalize_experiment(experiment)
+    try:
+        return EXPERIMENT_GROUPS[name]
+    except KeyError:
+        raise ValueError(f"unknown experiment {experiment!r}; known: {list(EXPERIMENT_GROUPS)}") from None
+
+
+def normalize_experiment(experiment) -> str:
+    """``"ATLAS"``/``"CMS"`` from any spelling (bytes, lower case); ``None`` means the default."""
+    if experiment is None:
+        return DEFAULT_EXPERIMENT
+    v = experiment.decode() if isinstance(experiment, bytes) else str(experiment)
+    return v.strip().upper()
+
 
 # Token type ids (DESIGN §4, seed 003). The collection-to-type map is in COLLECTIONS.
 TYPE_SPECIAL = 0
@@ -182,6 +236,22 @@ COLLECTIONS: dict[str, CollectionSchema] = {
                 _f("topoetcone20", STANDARD, "GeV", "calorimeter isolation, cone 0.2 (pile-up corrected)"),
                 _f("ptvarcone30", LOG_STANDARD, "GeV", "track isolation, variable cone min(0.3, 10 GeV/pT)"),
                 _f("mass", STANDARD, "GeV", "electron mass"),
+            ),
+            cms=(
+                _f(
+                    "cutBased",
+                    CATEGORICAL,
+                    "",
+                    "cut-based ID: 0 fail, 1 veto, 2 loose, 3 medium, 4 tight",
+                    "int8",
+                    (0, 1, 2, 3, 4),
+                ),
+                _flag("mvaIso_WP80", "MVA ID with isolation, 80% working point"),
+                _flag("mvaIso_WP90", "MVA ID with isolation, 90% working point"),
+                _flag("convVeto", "passes the conversion veto"),
+                _f("pfRelIso03_all", LOG_STANDARD, "", "PF relative isolation, cone 0.3, all particles (PU corrected)"),
+                _f("miniPFRelIso_all", LOG_STANDARD, "", "PF relative mini-isolation, all particles"),
+                _f("sip3d", LOG_STANDARD, "", "3D impact parameter significance"),
             ),
             max_objects=6,
             pt_cut=7.0,
@@ -205,6 +275,22 @@ COLLECTIONS: dict[str, CollectionSchema] = {
                 _f("topoetcone20", STANDARD, "GeV", "calorimeter isolation, cone 0.2"),
                 _f("ptvarcone30", LOG_STANDARD, "GeV", "track isolation, variable cone min(0.3, 10 GeV/pT)"),
             ),
+            cms=(
+                _flag("looseId", "loose muon ID"),
+                _flag("mediumId", "medium muon ID"),
+                _flag("tightId", "tight muon ID"),
+                _f(
+                    "pfIsoId",
+                    CATEGORICAL,
+                    "",
+                    "PF isolation WP: 0 none, 1 VeryLoose ... 6 VeryVeryTight",
+                    "int8",
+                    (0, 1, 2, 3, 4, 5, 6),
+                ),
+                _f("pfRelIso04_all", LOG_STANDARD, "", "PF relative isolation, cone 0.4, all particles (dBeta)"),
+                _f("miniPFRelIso_all", LOG_STANDARD, "", "PF relative mini-isolation, all particles"),
+                _f("sip3d", LOG_STANDARD, "", "3D impact parameter significance"),
+            ),
             max_objects=6,
             pt_cut=5.0,
         ),
@@ -219,6 +305,43 @@ COLLECTIONS: dict[str, CollectionSchema] = {
                 _flag("EleRNNLoose_v1", "passes loose electron veto"),
                 _flag("EleRNNMedium_v1", "passes medium electron veto"),
                 _flag("EleRNNTight_v1", "passes tight electron veto"),
+            ),
+            cms=(
+                _f(
+                    "decayMode",
+                    CATEGORICAL,
+                    "",
+                    "5 (prongs - 1) + pi0s: 0, 1, 2 one prong; 5, 6, 7 two; 10, 11 three",
+                    "int8",
+                    (0, 1, 2, 5, 6, 7, 10, 11),
+                ),
+                _f("rawDeepTauVSjet", SCORE, "", "DeepTau score against jets"),
+                _f("rawDeepTauVSe", SCORE, "", "DeepTau score against electrons"),
+                _f("rawDeepTauVSmu", SCORE, "", "DeepTau score against muons"),
+                _f(
+                    "idDeepTauVSjet",
+                    CATEGORICAL,
+                    "",
+                    "DeepTau vs jets: working points passed (0 none .. 8 VVTight)",
+                    "int8",
+                    tuple(range(9)),
+                ),
+                _f(
+                    "idDeepTauVSe",
+                    CATEGORICAL,
+                    "",
+                    "DeepTau vs electrons: working points passed (0 .. 8)",
+                    "int8",
+                    tuple(range(9)),
+                ),
+                _f(
+                    "idDeepTauVSmu",
+                    CATEGORICAL,
+                    "",
+                    "DeepTau vs muons: working points passed (0 .. 4)",
+                    "int8",
+                    tuple(range(5)),
+                ),
             ),
             max_objects=6,
             pt_cut=20.0,
@@ -235,6 +358,22 @@ COLLECTIONS: dict[str, CollectionSchema] = {
                 _f("topoetcone20", STANDARD, "GeV", "calorimeter isolation, cone 0.2"),
                 _f("topoetcone40", STANDARD, "GeV", "calorimeter isolation, cone 0.4"),
                 _f("ptcone20", LOG_STANDARD, "GeV", "track isolation, cone 0.2"),
+            ),
+            cms=(
+                _f(
+                    "cutBased",
+                    CATEGORICAL,
+                    "",
+                    "cut-based ID: 0 fail, 1 loose, 2 medium, 3 tight",
+                    "int8",
+                    (0, 1, 2, 3),
+                ),
+                _f("mvaID", STANDARD, "", "MVA ID score in [-1, 1]"),
+                _flag("mvaID_WP80", "MVA ID, 80% working point"),
+                _flag("mvaID_WP90", "MVA ID, 90% working point"),
+                _flag("electronVeto", "passes the electron veto"),
+                _flag("pixelSeed", "has a pixel seed"),
+                _f("pfRelIso03_all", LOG_STANDARD, "", "PF relative isolation, cone 0.3, all particles"),
             ),
             max_objects=6,
             pt_cut=10.0,
@@ -260,6 +399,30 @@ COLLECTIONS: dict[str, CollectionSchema] = {
                 _f("QG_tracksWidth", STANDARD, "", "pT-weighted track width (-1 outside tracker)"),
                 _f("QG_tracksC1", STANDARD, "", "track energy-correlation ratio C1 (-1 outside tracker)"),
             ),
+            cms=(
+                _f("btagDeepFlavB", SCORE, "", "DeepJet b+bb+lepb probability (-1 when not evaluated)"),
+                _f("btagDeepFlavCvL", SCORE, "", "DeepJet c vs udsg"),
+                _f("btagDeepFlavCvB", SCORE, "", "DeepJet c vs b+bb+lepb"),
+                _f("btagDeepFlavQG", SCORE, "", "DeepJet g vs uds"),
+                _f("btagPNetB", SCORE, "", "ParticleNet b vs udscg (NanoAOD v12+)"),
+                _f("btagPNetCvL", SCORE, "", "ParticleNet c vs udsg"),
+                _f("btagPNetCvB", SCORE, "", "ParticleNet c vs b"),
+                _f("btagPNetQvG", SCORE, "", "ParticleNet q (uds) vs g"),
+                _f("btagUParTAK4B", SCORE, "", "UnifiedParT b vs udscg (NanoAOD v15+)"),
+                _f(
+                    "jetId",
+                    CATEGORICAL,
+                    "",
+                    "jet ID bits: 2 tight, 4 tight lepton veto (6 both)",
+                    "int8",
+                    tuple(range(8)),
+                ),
+                _f("nConstituents", INTEGER, "", "PF constituents (charged and neutral)", "int16"),
+                _f("chHEF", STANDARD, "", "charged hadron energy fraction"),
+                _f("neHEF", STANDARD, "", "neutral hadron energy fraction"),
+                _f("chEmEF", STANDARD, "", "charged electromagnetic energy fraction"),
+                _f("neEmEF", STANDARD, "", "neutral electromagnetic energy fraction"),
+            ),
             max_objects=15,
             pt_cut=20.0,
         ),
@@ -277,6 +440,19 @@ COLLECTIONS: dict[str, CollectionSchema] = {
                 _f("qOverP", STANDARD, "1/GeV", "charge over momentum"),
                 _f("chiSquared", LOG_STANDARD, "", "track fit chi2"),
                 _f("nDoF", INTEGER, "", "track fit degrees of freedom", "int16"),
+            ),
+            cms=(
+                _f("charge", CATEGORICAL, "", "electric charge", dtype="int8", categories=(-1, 1)),
+                _f(
+                    "fromPV",
+                    CATEGORICAL,
+                    "",
+                    "PV association: 0 other PV, 1 none, 2 PV loose, 3 PV tight",
+                    "int8",
+                    (0, 1, 2, 3),
+                ),
+                _f("pfRelIso03_chg", LOG_STANDARD, "", "PF relative isolation, cone 0.3, charged particles"),
+                _flag("isHighPurityTrack", "high-purity track"),
             ),
             max_objects=30,
             pt_cut=5.0,
@@ -298,7 +474,13 @@ COLLECTIONS: dict[str, CollectionSchema] = {
                 _f("pvx", STANDARD, "mm", "primary vertex x"),
                 _f("pvy", STANDARD, "mm", "primary vertex y"),
                 _f("pvz", STANDARD, "mm", "primary vertex z"),
-                _f("mu", STANDARD, "", "actual interactions per bunch crossing (pile-up)"),
+                _f(
+                    "mu",
+                    STANDARD,
+                    "",
+                    "pile-up: interactions per bunch crossing (generator: actual; converters: the Poisson mean, "
+                    "ATLAS averageInteractionsPerCrossing, CMS Pileup_nTrueInt)",
+                ),
                 _f("experiment_id", CATEGORICAL, "", "0 ATLAS, 1 CMS", "int8", (0, 1)),
                 _f("is_simulation", CATEGORICAL, "", "1 MC, 0 data", "int8", (0, 1)),
             ),
@@ -306,6 +488,12 @@ COLLECTIONS: dict[str, CollectionSchema] = {
                 _f("event_number", INTEGER, "", "event number", "uint64"),
                 _f("run_number", INTEGER, "", "run number", "uint32"),
                 _f("mcChannelNumber", INTEGER, "", "MC dataset id (0 for data)", "uint32"),
+            ),
+            cms=(
+                _f("run", INTEGER, "", "run number", "uint32"),
+                _f("luminosityBlock", INTEGER, "", "luminosity section", "uint32"),
+                _f("event", INTEGER, "", "event number", "uint64"),
+                _f("npvsGood", INTEGER, "", "number of good reconstructed primary vertices", "int16"),
             ),
             per_object=False,
         ),

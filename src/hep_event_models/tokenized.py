@@ -16,6 +16,11 @@ column              type                   meaning
 
 and the tokenizer's fingerprints in the Arrow schema metadata (key ``hep_event_models``).
 
+Selection: ``m4l_window=(lo, hi)`` keeps only events with four reconstructed leptons in two
+same-flavour opposite-sign pairs and ``lo < m_4ℓ < hi`` GeV (``physics.four_lepton``), the
+headline analysis selection; it is recorded in the shard metadata and the manifest, and a
+rerun with another selection refuses to mix its shards with the existing ones.
+
 Shards: every input file is cut into parts of ``rows_per_shard`` events; a shard is named
 ``<file stem>-<path hash>-<part>-of-<parts>.parquet`` (or ``.arrow``), written under a
 temporary name and renamed when complete. A rerun skips finished shards (after checking
@@ -82,8 +87,19 @@ def plan_shards(files: list[str], events_per_file: list[int], rows_per_shard: in
     return out
 
 
-def arrow_schema(tokenizer) -> pa.Schema:
-    """Schema of tokenized shards, with the tokenizer's fingerprints as metadata."""
+def selection_label(m4l_window: tuple[float, float] | None) -> str | None:
+    """The selection as recorded in shard metadata (``None``: every event)."""
+    if m4l_window is None:
+        return None
+    lo, hi = (float(x) for x in m4l_window)
+    if not lo < hi:
+        raise ValueError(f"m4l_window needs lo < hi, got {m4l_window}")
+    return f"four leptons, {lo:g} < m4l < {hi:g} GeV"
+
+
+def arrow_schema(tokenizer, selection: str | None = None) -> pa.Schema:
+    """Schema of tokenized shards, with the tokenizer's fingerprints (and the event
+    selection, if any) as metadata."""
     id_type = pa.uint16() if tokenizer.vocab_size <= np.iinfo(np.uint16).max + 1 else pa.int32()
     meta = {
         "tokenizer_fingerprint": tokenizer.fingerprint,
@@ -91,6 +107,7 @@ def arrow_schema(tokenizer) -> pa.Schema:
         "vocab_size": tokenizer.vocab_size,
         "objects": tokenizer.objects,
         "format": "hep_event_models.tokenized/1",
+        "selection": selection,
     }
     return pa.schema(
         [
@@ -155,6 +172,13 @@ def _write_shard(tokenizer, shard: Shard, out: Path, schema_: pa.Schema, fmt: st
             writer = pa.ipc.new_stream(sink, schema_)
         with writer:
             for events in reader:
+                if opts.get("m4l_window") is not None:
+                    from .evaluation import select_events
+
+                    keep = np.nonzero(select_events(events, opts["m4l_window"]))[0]
+                    if len(keep) == 0:
+                        continue
+                    events = events.take(keep)
                 rb = encode_record_batch(tokenizer, events, schema_, opts["max_length"], opts["truncation"])
                 writer.write_batch(rb)
                 n_events += rb.num_rows
@@ -201,6 +225,7 @@ def tokenize_dataset(
     truncation: bool = False,
     progress: bool = True,
     device: str | None = None,
+    m4l_window: tuple[float, float] | None = None,
 ) -> dict:
     """Tokenize HDF5 events into sharded Parquet or Arrow files (module doc).
 
@@ -216,6 +241,8 @@ def tokenize_dataset(
         device: where the encoders and the code search run (``"cuda"``: torch matmul search
             on the GPU instead of FAISS on the CPU); ``None`` leaves the tokenizer where it is
             (a directory loads to the CPU).
+        m4l_window: keep only four-lepton events with ``lo < m_4ℓ < hi`` GeV (module doc);
+            the tokenizer must include electrons and muons with pt, eta, phi and charge.
 
     Returns:
         summary: events, tokens, shards written and skipped, seconds, events/s and objects/s.
@@ -230,6 +257,11 @@ def tokenize_dataset(
         tokenizer = EventTokenizer.from_pretrained(tokenizer)
     if device is not None:
         tokenizer.to(device)
+    selection = selection_label(m4l_window)
+    if m4l_window is not None:
+        missing = [o for o in ("electrons", "muons") if o not in tokenizer.objects]
+        if missing:
+            raise ValueError(f"an m4l selection needs the tokenizer to include {missing} (it has {tokenizer.objects})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     all_files = expand_files(data)
@@ -247,11 +279,22 @@ def tokenize_dataset(
                     f"{out / s.name}: written by tokenizer {md.get('tokenizer_fingerprint')}, not by this one "
                     f"({tokenizer.fingerprint}); use another output directory"
                 )
+            if md.get("selection") != selection:
+                raise FingerprintMismatchError(
+                    f"{out / s.name}: written with selection {md.get('selection')!r}, not {selection!r}; "
+                    "use another output directory"
+                )
             skipped.append(s.name)
         else:
             todo.append(s)
-    schema_ = arrow_schema(tokenizer)
-    opts = {"chunk_size": chunk_size, "max_length": max_length, "truncation": truncation, "device": device}
+    schema_ = arrow_schema(tokenizer, selection)
+    opts = {
+        "chunk_size": chunk_size,
+        "max_length": max_length,
+        "truncation": truncation,
+        "device": device,
+        "m4l_window": None if m4l_window is None else tuple(float(x) for x in m4l_window),
+    }
     t0 = time.perf_counter()
     results = []
     if num_proc > 1 and len(todo) > 1:
@@ -286,14 +329,15 @@ def tokenize_dataset(
         "events_per_s": n_events / seconds if seconds > 0 and n_events else None,
         "tokenizer_fingerprint": tokenizer.fingerprint,
         "format": fmt,
+        "selection": selection,
     }
     summary["objects_per_s"] = summary["objects"] / seconds if seconds > 0 and n_events else None
     if all((out / s.name).exists() for s in plan):
-        _finalize(out, plan, tokenizer, fmt)
+        _finalize(out, plan, tokenizer, fmt, selection)
     return summary
 
 
-def _finalize(out: Path, plan: list[Shard], tokenizer, fmt: str) -> None:
+def _finalize(out: Path, plan: list[Shard], tokenizer, fmt: str, selection: str | None = None) -> None:
     """Manifest (and ``datasets`` state for Arrow) once every shard of the plan exists."""
     names = [s.name for s in plan]
     manifest = {
@@ -303,11 +347,12 @@ def _finalize(out: Path, plan: list[Shard], tokenizer, fmt: str) -> None:
         "layout_fingerprint": tokenizer.layout_fingerprint,
         "vocab_size": tokenizer.vocab_size,
         "source_files": sorted({os.path.basename(s.file) for s in plan}),
+        "selection": selection,
     }
     if fmt == "arrow":
         from datasets import Features
 
-        feats = Features.from_arrow_schema(arrow_schema(tokenizer))
+        feats = Features.from_arrow_schema(arrow_schema(tokenizer, selection))
         state = {
             "_data_files": [{"filename": n} for n in names],
             "_fingerprint": tokenizer.fingerprint + hashlib.sha256("".join(names).encode()).hexdigest()[:8],

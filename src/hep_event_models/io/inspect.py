@@ -1,9 +1,11 @@
 """``hep-event-models inspect``: what a set of event files holds, and everything wrong with them.
 
 Streams every file chunk by chunk (bounded memory), checks the whole schema (every
-group, key, shape and dtype; ``mask`` against ``n``; NaN/inf in real objects and in
-per-event scalars) and accumulates per-collection counts and per-feature ranges and
-means over real objects. Problems are collected, not raised, so one run lists them all.
+group, key, shape and dtype of ``common/`` and of the file's experiment group,
+``atlas/`` or ``cms/``; ``mask`` against ``n``; NaN/inf in real objects and in per-event
+scalars) and accumulates per-collection counts and per-feature ranges and means over
+real objects (features of both experiments appear when the files mix them). Problems
+are collected, not raised, so one run lists them all.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .validate import (
     check_scalars_chunk,
     check_structure,
     collection_width,
+    file_experiment,
     full_scalars,
     full_selection,
 )
@@ -54,11 +57,10 @@ def inspect_files(files: str | Path | Iterable[str | Path], chunk_size: int = 50
     ``{"n", "min", "max", "mean"}``; ``problems`` is a list of strings naming file, group and key.
     """
     paths = expand_files(files)
-    selection = full_selection()
-    scalars = full_scalars()
     problems: list[Problem] = []
-    colls = {c: {"objects": 0, "events": 0, "features": {f: _Stats() for f in feats}} for c, feats in selection.items()}
-    colls["event"] = {"objects": 0, "events": 0, "features": {s.split("/")[1]: _Stats() for s in scalars}}
+    colls: dict[str, dict] = {c: {"objects": 0, "events": 0, "features": {}} for c in full_selection()}
+    colls["event"] = {"objects": 0, "events": 0, "features": {}}
+    experiments: dict[str, int] = {}
     labels: dict[int, int] = {}
     n_total = 0
     for path in paths:
@@ -68,10 +70,20 @@ def inspect_files(files: str | Path | Iterable[str | Path], chunk_size: int = 50
             problems.append(Problem(path, "", f"cannot open as HDF5 ({e})"))
             continue
         with f:
+            experiment = file_experiment(f)
+            known = experiment if experiment in schema.EXPERIMENT_GROUPS else schema.DEFAULT_EXPERIMENT
+            selection = full_selection(known)  # an unknown experiment is reported by check_structure
+            scalars = full_scalars(known)
+            for cname, feats in selection.items():
+                for ft in feats:
+                    colls[cname]["features"].setdefault(ft, _Stats())
+            for sname in scalars:
+                colls["event"]["features"].setdefault(sname.split("/")[1], _Stats())
             n, probs = check_structure(f, path, selection, scalars)
             problems += probs
             if not n or n <= 0:
                 continue
+            experiments[experiment] = experiments.get(experiment, 0) + n
             bad_keys = {p.key for p in probs}
             n_total += n
             for s in range(0, n, chunk_size):
@@ -127,6 +139,7 @@ def inspect_files(files: str | Path | Iterable[str | Path], chunk_size: int = 50
     return {
         "files": paths,
         "n_events": n_total,
+        "experiments": experiments,
         "labels": {schema.PROCESS_NAMES.get(k, str(k)): v for k, v in sorted(labels.items())},
         "collections": out_colls,
         "problems": [str(p) for p in problems],
@@ -136,6 +149,8 @@ def inspect_files(files: str | Path | Iterable[str | Path], chunk_size: int = 50
 def format_report(report: dict) -> str:
     """Human-readable text of an ``inspect_files`` report."""
     lines = [f"{len(report['files'])} file(s), {report['n_events']:,} events"]
+    if report.get("experiments"):
+        lines.append("experiments: " + ", ".join(f"{k}={v:,}" for k, v in report["experiments"].items()))
     if report["labels"]:
         lines.append("labels: " + ", ".join(f"{k}={v:,}" for k, v in report["labels"].items()))
     for cname, c in report["collections"].items():

@@ -32,6 +32,7 @@ from .validate import (
     check_scalars_chunk,
     check_structure,
     collection_width,
+    file_experiment,
 )
 
 
@@ -141,6 +142,20 @@ class EventBatch:
         )
 
 
+def _experiments_of(files: Sequence[str]) -> set[str]:
+    """The experiments (metadata ``experiment``) of ``files``; unreadable files are skipped
+    here (they fail with a clear error when read)."""
+    out = set()
+    for path in files:
+        try:
+            with h5py.File(path, "r") as f:
+                exp = file_experiment(f)
+        except OSError:
+            continue
+        out.add(exp if exp in schema.EXPERIMENT_GROUPS else schema.DEFAULT_EXPERIMENT)  # unknown: fails when read
+    return out or {schema.DEFAULT_EXPERIMENT}
+
+
 def _label_of_file(f: h5py.File) -> int | None:
     proc = f[schema.METADATA].attrs.get("process") if schema.METADATA in f else None
     if proc is None:
@@ -155,8 +170,9 @@ class EventReader:
     Args:
         files: a path, a glob, or a list of paths/globs.
         selection: which collections and features to read: ``{collection: [feature, ...]}``
-            or a list of ``ObjectConfig``. ``None`` reads every object collection of the
-            schema with all its fields.
+            or a list of ``ObjectConfig``. ``None`` reads every collection with its
+            ``common/`` fields plus, when all files belong to one experiment, that
+            experiment's fields (``atlas/`` or ``cms/``).
         scalars: per-event scalars as ``"group/key"`` (default ``["event/mu"]``).
         chunk_size: events per batch.
         max_objects: per-collection truncation ``{collection: M}`` (objects are sorted by
@@ -193,7 +209,12 @@ class EventReader:
         self.files = all_files[shard_index::num_shards]
         self.sources: dict[str, dict[str, str]] = {}
         if selection is None:
-            selection = {n: list(schema.COLLECTIONS[n].fields) for n in schema.COLLECTIONS if n != "event"}
+            experiments = _experiments_of(self.files)
+            if len(experiments) == 1:
+                (exp,) = experiments
+                selection = {n: list(c.fields_for(exp)) for n, c in schema.COLLECTIONS.items() if n != "event"}
+            else:  # mixed experiments: only what they share
+                selection = {n: [f.name for f in c.common] for n, c in schema.COLLECTIONS.items() if n != "event"}
         elif not isinstance(selection, Mapping):
             configs = list(selection)
             selection = {c.object: c.feature_names for c in configs}

@@ -4,7 +4,8 @@ Two levels:
 
 * structural checks (``check_structure``), cheap, run when a file is opened: groups and
   keys present, shapes ``(n_events, max_objects)`` / ``(n_events,)``, dtype classes,
-  ``format_version`` known, file not empty;
+  ``format_version`` and ``experiment`` known, file not empty, no feature of the other
+  experiment's group selected (a CMS file has ``cms/``, not ``atlas/``);
 * content checks (``check_collection_chunk``, ``check_scalars_chunk``), run on every
   chunk the reader reads: ``mask`` agrees with ``n`` and is packed at the front, no NaN
   or inf in real objects or in per-event scalars.
@@ -47,17 +48,37 @@ class EventFileError(ValueError):
         super().__init__("\n".join(lines))
 
 
-def full_selection() -> dict[str, list[str]]:
-    """Every collection with every schema field (what ``inspect`` checks)."""
-    return {name: list(coll.fields) for name, coll in schema.COLLECTIONS.items() if name != "event"}
+def full_selection(experiment: str = schema.DEFAULT_EXPERIMENT) -> dict[str, list[str]]:
+    """Every collection with every schema field of ``experiment``'s files (what ``inspect`` checks)."""
+    return {name: list(coll.fields_for(experiment)) for name, coll in schema.COLLECTIONS.items() if name != "event"}
 
 
-def full_scalars() -> list[str]:
-    return [f"event/{f}" for f in schema.COLLECTIONS["event"].fields]
+def full_scalars(experiment: str = schema.DEFAULT_EXPERIMENT) -> list[str]:
+    return [f"event/{f}" for f in schema.COLLECTIONS["event"].fields_for(experiment)]
 
 
 def _attr_str(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def file_experiment(f: h5py.File) -> str:
+    """The experiment a file belongs to (``metadata`` attribute ``experiment``; ATLAS when absent)."""
+    attrs = f[schema.METADATA].attrs if schema.METADATA in f else {}
+    return schema.normalize_experiment(attrs.get("experiment"))
+
+
+def _foreign_group_problem(path: str, key: str, experiment: str) -> Problem | None:
+    """A problem when ``key`` lies in another experiment's group than the file's."""
+    top = key.split("/", 1)[0]
+    own = schema.EXPERIMENT_GROUPS.get(experiment)
+    if own is None or top not in schema.EXPERIMENT_GROUPS.values() or top == own:
+        return None
+    return Problem(
+        path,
+        key,
+        f"{top}/ feature, but this is a {experiment} file (metadata experiment): it has {own}/ instead; "
+        f"select common/ features (or {own}/ ones) for {experiment} files",
+    )
 
 
 def read_n_events(f: h5py.File, path: str) -> tuple[int | None, list[Problem]]:
@@ -74,6 +95,14 @@ def read_n_events(f: h5py.File, path: str) -> tuple[int | None, list[Problem]]:
             schema.check_format_version(attrs["format_version"])
         except ValueError as e:
             problems.append(Problem(path, f"{schema.METADATA}.format_version", str(e)))
+    if "experiment" in attrs and schema.normalize_experiment(attrs["experiment"]) not in schema.EXPERIMENT_GROUPS:
+        problems.append(
+            Problem(
+                path,
+                f"{schema.METADATA}.experiment",
+                f"unknown experiment {_attr_str(attrs['experiment'])!r}; known: {list(schema.EXPERIMENT_GROUPS)}",
+            )
+        )
     n = None
     if "n_events" in attrs:
         n = int(attrs["n_events"])
@@ -130,6 +159,7 @@ def check_structure(
     if n is None or n <= 0:
         return n, problems
     sources = sources or {}
+    experiment = file_experiment(f)
     for coll_name, feats in selection.items():
         coll = schema.collection(coll_name)
         if coll.per_object:
@@ -145,12 +175,20 @@ def check_structure(
             shape = (n,)
         for feat in feats:
             key = sources.get(coll_name, {}).get(feat) or coll.path_of(feat)
-            field = coll.fields.get(feat)
+            foreign = _foreign_group_problem(path, key, experiment)
+            if foreign is not None:
+                problems.append(foreign)
+                continue
+            field = coll.all_fields.get(feat)
             problems += _check_dataset(f, path, key, shape, field.dtype_class if field else schema.FLOAT)
     for s in scalars:
         group, _, key = s.rpartition("/")
         coll = schema.collection(group)
-        field = coll.fields.get(key)
+        foreign = _foreign_group_problem(path, coll.path_of(key), experiment)
+        if foreign is not None:
+            problems.append(foreign)
+            continue
+        field = coll.all_fields.get(key)
         problems += _check_dataset(f, path, coll.path_of(key), (n,), field.dtype_class if field else schema.FLOAT)
     if schema.LABEL_KEY in f:
         problems += _check_dataset(f, path, schema.LABEL_KEY, (n,), schema.INT)

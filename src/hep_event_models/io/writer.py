@@ -23,26 +23,33 @@ from .. import schema
 __all__ = ["CompressedBatch", "EventWriter", "compress_batch", "required_keys", "write_events"]
 
 
-def required_keys() -> list[str]:
-    """Every dataset path a schema-conformant file must hold (``truth/`` is optional)."""
+def required_keys(experiment: str = schema.DEFAULT_EXPERIMENT) -> list[str]:
+    """Every dataset path a schema-conformant file of ``experiment`` must hold.
+
+    ``common/`` plus the experiment's own group (``atlas/`` for ATLAS, ``cms/`` for CMS);
+    ``truth/`` is optional.
+    """
     keys = []
     for coll in schema.COLLECTIONS.values():
-        for f in (*coll.common, *coll.atlas):
-            keys.append(coll.path_of(f.name))
+        for name in coll.fields_for(experiment):
+            keys.append(coll.path_of(name))
         if coll.per_object:
             keys += [coll.path_of(schema.MASK), coll.path_of(schema.COUNT)]
     return keys
 
 
+_DATA_GROUPS = (schema.COMMON, *schema.EXPERIMENT_GROUPS.values())
+
+
 def _target_dtype(path: str) -> np.dtype | None:
     parts = path.split("/")
-    if len(parts) == 3 and parts[0] in (schema.COMMON, schema.ATLAS) and parts[1] in schema.COLLECTIONS:
+    if len(parts) == 3 and parts[0] in _DATA_GROUPS and parts[1] in schema.COLLECTIONS:
         coll = schema.COLLECTIONS[parts[1]]
         if parts[2] == schema.MASK:
             return np.dtype(bool)
         if parts[2] == schema.COUNT:
             return np.dtype(np.int16)
-        f = coll.fields.get(parts[2])
+        f = coll.all_fields.get(parts[2])
         return np.dtype(f.dtype) if f is not None else None
     if path == schema.LABEL_KEY:
         return np.dtype(np.int16)
@@ -89,7 +96,9 @@ class EventWriter:
         shuffle: HDF5 byte-shuffle filter. Off by default: on these padded arrays it made
             files larger and writing slower (805 vs 697 bytes/event for ttbar, gzip 1).
         chunk_events: events per HDF5 chunk (the reader reads whole chunks).
-        require_schema: check that the first batch holds every key of the schema.
+        require_schema: check that the first batch holds every key of the schema for the
+            experiment ``metadata["experiment"]`` names (``common/`` plus ``atlas/`` or
+            ``cms/``) and no key of the other experiment's group.
 
     Use as a context manager::
 
@@ -205,10 +214,20 @@ class EventWriter:
 
     def _create(self, batch: Mapping[str, np.ndarray]) -> None:
         if self.require_schema:
-            missing = [k for k in required_keys() if k not in batch]
+            experiment = schema.normalize_experiment(self.metadata.get("experiment"))
+            group = schema.experiment_group(experiment)
+            missing = [k for k in required_keys(experiment) if k not in batch]
             if missing:
                 raise ValueError(
                     f"{self.path}: batch lacks schema keys {missing[:8]}{' ...' if len(missing) > 8 else ''}"
+                )
+            foreign = [
+                k for k in batch if k.split("/")[0] in schema.EXPERIMENT_GROUPS.values() and k.split("/")[0] != group
+            ]
+            if foreign:
+                raise ValueError(
+                    f"{self.path}: metadata experiment is {experiment} ({group}/), but the batch has "
+                    f"{foreign[:4]}{' ...' if len(foreign) > 4 else ''}"
                 )
         for key, arr in batch.items():
             arr = np.asarray(arr)

@@ -153,11 +153,28 @@ def _encoder_kwargs(model_args: ModelArguments) -> dict:
     }
 
 
-def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args) -> dict:
+def loss_history():
+    """A ``transformers.TrainerCallback`` that keeps ``(step, loss)`` of every logging step in
+    its ``history`` list (for reports and tests); pass it in ``callbacks=``."""
+    from transformers import TrainerCallback
+
+    class LossHistory(TrainerCallback):
+        def __init__(self):
+            self.history: list[tuple[int, float]] = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.history.append((int(state.global_step), float(logs["loss"])))
+
+    return LossHistory()
+
+
+def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args, callbacks=None) -> dict:
     """Masked-token pretraining of ``HepEventForMaskedLM`` with whole-object masking.
 
     Saves the model (and a copy of the tokenizer in ``output_dir/tokenizer``) to
-    ``training_args.output_dir``; returns train (and eval) metrics.
+    ``training_args.output_dir``; returns train (and eval) metrics. ``callbacks``: extra
+    ``transformers.TrainerCallback`` objects (e.g. ``loss_history()``).
     """
     import torch
     from transformers import Trainer
@@ -182,12 +199,15 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         else None
     )
     collator = EventMLMCollator.from_config(model.config, mlm_probability=data_args.mlm_probability)
+    # evaluation needs the loss only: gathering (masked tokens × vocabulary) logits would not fit
+    training_args.prediction_loss_only = True
     trainer = Trainer(
         model=model,
         args=_trainer_args(training_args),
         train_dataset=train,
         eval_dataset=evald,
         data_collator=collator,
+        callbacks=callbacks,
     )
     result = trainer.train(resume_from_checkpoint=_resume_arg(training_args))
     trainer.save_model()
@@ -203,9 +223,10 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     return metrics
 
 
-def finetune(model_args: ModelArguments, data_args: DataArguments, training_args) -> dict:
+def finetune(model_args: ModelArguments, data_args: DataArguments, training_args, callbacks=None) -> dict:
     """Train ``HepEventForSequenceClassification``: from scratch, from a pretrained backbone
     (``model_name_or_path``), or with the backbone frozen (``freeze_backbone``).
+    ``callbacks``: extra ``transformers.TrainerCallback`` objects.
 
     Classes: ``signal``/``background`` process lists give a binary task; without them the
     process ids are the classes. Returns train (and eval) metrics, with ROC AUC and accuracy.
@@ -260,6 +281,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         eval_dataset=evald,
         data_collator=EventClassificationCollator(label_map),
         compute_metrics=classification_metrics,
+        callbacks=callbacks,
     )
     result = trainer.train(resume_from_checkpoint=_resume_arg(training_args))
     trainer.save_model()

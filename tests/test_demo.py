@@ -1,0 +1,80 @@
+"""The demo pipeline end to end at a tiny scale: every stage runs and the report holds sane values."""
+
+import json
+import math
+
+import pytest
+
+from hep_event_models.cli import main
+from hep_event_models.demo import DemoSettings, run_demo
+
+TINY = dict(
+    tokenizer_settings={"codebook_size": 64, "num_quantizers": 2, "hidden_dim": 32, "decoder_hidden_dim": 64},
+    tokenizer_steps=25,
+    tokenizer_batch=1024,
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_length=96,
+    pretrain_steps=15,
+    finetune_steps=8,
+    batch_size=32,
+    label_budgets=(200, 400, 800),
+    diagnose_objects=2000,
+    mass_check_events=1000,
+)
+
+
+def test_settings_scale():
+    s1, s4 = DemoSettings.from_scale(1.0), DemoSettings.from_scale(4.0)
+    assert s4.train_events == 4 * s1.train_events and s4.pretrain_steps == 4 * s1.pretrain_steps
+    assert s1.label_budgets[0] == 1000 and len(s1.label_budgets) >= 3
+    with pytest.raises(ValueError, match="unknown demo setting"):
+        DemoSettings.from_scale(1.0, nonsense=1)
+    with pytest.raises(ValueError, match="positive"):
+        DemoSettings.from_scale(0.0)
+
+
+def test_tiny_demo_end_to_end(tmp_path, event_config):
+    """Four object types (the session's small event config), tiny sizes: about a minute."""
+    out = tmp_path / "demo"
+    r = run_demo(out, scale=0.06, seed=1, config=event_config, progress=False, **TINY)
+    # the files a reader opens
+    for f in ("report.md", "report.html", "results.json", "demo_state.json"):
+        assert (out / f).stat().st_size > 500, f
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["headline"]["auc"] == r["headline"]["auc"]
+    md = (out / "report.md").read_text()
+    for p in r["report"]["plots"]:
+        assert (out / p).read_bytes()[:4] == b"\x89PNG"
+    for link in ("plots/codebook_usage.png", "plots/mass_hzz4l.png", "plots/label_efficiency.png", "roc.png"):
+        assert link in md
+    assert md.count("data:image") == 0 and (out / "report.html").read_text().count("data:image/png;base64") >= 8
+    # sane values: AUCs in [0, 1], usage fractions, masses near their peaks before tokenization
+    for c in r["label_efficiency"]:
+        for k in ("scratch_auc", "pretrained_auc", "gbdt_auc", "counts_auc"):
+            assert 0.0 <= c[k] <= 1.0
+    assert [c["labelled_events"] for c in r["label_efficiency"]] == [200, 400, 800]
+    assert 0.5 < r["inclusive"]["evaluation"]["gbdt_auc"] <= 1.0
+    assert set(r["inclusive"]["evaluation"]["per_background"]) == {"all", "zz4l", "ttbar", "dy"}
+    for d in r["diagnostics"].values():
+        assert all(0.0 < lv["used_fraction"] <= 1.0 for lv in d["levels"])
+    hz = r["physics_after_decode"]["hzz4l"]
+    assert abs(hz["original"]["median"] - 125.0) < 1.5 and 0.5 < hz["original"]["width"] < 4.0
+    assert abs(r["physics_after_decode"]["dy"]["original"]["median"] - 91.0) < 1.5
+    assert r["pretrain"]["tokens_per_second"] > 0 and math.isfinite(r["pretrain"]["loss_last"])
+    assert r["tokenized"]["headline"]["selection"].startswith("four leptons")
+    assert 0 < r["tokenized"]["headline"]["events"] < r["tokenized"]["all"]["events"]
+    # a rerun skips every finished stage and gives the same numbers
+    r2 = run_demo(out, scale=0.06, seed=1, config=event_config, progress=False, **TINY)
+    assert r2["headline"]["auc"] == r["headline"]["auc"] and r2["this_invocation_seconds"] < 30
+    # other settings in the same directory are refused
+    with pytest.raises(ValueError, match="other settings"):
+        run_demo(out, scale=0.06, seed=2, config=event_config, progress=False, **TINY)
+
+
+def test_demo_cli_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "--scale" in capsys.readouterr().out
