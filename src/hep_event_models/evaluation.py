@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import physics, schema
 from .io.reader import EventBatch, EventReader, expand_files
@@ -76,7 +75,7 @@ def _read(files, tok, selection, limits: dict[int, int], seed: int, progress: bo
     """Selected events of the processes in ``limits``, at most ``limits[pid]`` each (streaming)."""
     reader = EventReader(files, selection=tok.object_configs(), scalars=[c.key for c in tok.context], chunk_size=4096)
     batches, have = [], dict.fromkeys(limits, 0)
-    for b in tqdm(reader, desc="read events", unit="chunk", disable=not progress):
+    for b in reader.progress("read events", progress):
         keep = select_events(b, selection) & np.isin(b.labels, list(limits))
         idx = []
         for pid, lim in limits.items():

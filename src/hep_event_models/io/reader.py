@@ -22,6 +22,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from tqdm.auto import tqdm
 
 from .. import schema
 from ..config import ObjectConfig
@@ -271,6 +272,13 @@ class EventReader:
         return total if self.max_events is None else min(total, self.max_events)
 
     # -- iteration -------------------------------------------------------------------------
+    def progress(self, desc: str, enabled: bool = True) -> Iterator[EventBatch]:
+        """Iterate like ``iter(self)`` with a tqdm bar counting events (total ``len(self)``)."""
+        with tqdm(total=len(self), desc=desc, unit="ev", unit_scale=True, disable=not enabled) as bar:
+            for batch in self:
+                yield batch
+                bar.update(len(batch))
+
     def __iter__(self) -> Iterator[EventBatch]:
         rng = np.random.default_rng([self.seed, self.epoch])
         order = np.arange(len(self.files))

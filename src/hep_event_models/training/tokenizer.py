@@ -59,7 +59,7 @@ def fit_preprocessor(
     """
     pre = ObjectPreprocessor(cfg, seed=seed, raw=raw)
     reader = EventReader(data, selection=[cfg], scalars=(), chunk_size=chunk_size, max_events=max_events)
-    for b in tqdm(reader, desc=f"fit preprocessing {cfg.object}", unit="chunk", disable=not progress):
+    for b in reader.progress(f"fit preprocessing {cfg.object}", progress):
         c = b.collections[cfg.object]
         keep = c.mask & ~held_out(b.event_index, val_every)[:, None]
         if keep.any():
