@@ -166,9 +166,19 @@ def bench_reader(quick: bool, opts=None) -> tuple[dict, str]:
 
 
 TOKENIZER_CONFIGS = {
-    # this package's defaults: per-kind preprocessing, losses weighted by reconstruction
-    # goals, k-means init, dead-code expiry
+    # this package's defaults (tokenizer_configs/*.yaml + ObjectTokenizerSettings): per-kind
+    # preprocessing, losses weighted by reconstruction goals, ResidualVQ with k-means init and
+    # dead-code expiry, linear skip paths beside the encoder and decoder MLPs
     "ours": {},
+    # the ResidualFSQ option: 4 axes × 8 levels (4096 codes per level), 4 levels, with the
+    # sliced-Wasserstein uniformity term that spreads the latent over the first-level grid
+    "ours_fsq": {
+        "quantizer": "rfsq",
+        "fsq_levels": [8, 8, 8, 8],
+        "num_quantizers": 4,
+        "linear_skip": True,
+        "uniformity_weight": 10.0,
+    },
     # the seeds' first setup: raw features, L1 loss, no k-means init, no dead-code expiry
     "seed_baseline": {
         "raw_features": True,
@@ -177,13 +187,15 @@ TOKENIZER_CONFIGS = {
         "kmeans_init": False,
         "threshold_ema_dead_code": 0.0,
         "rotation_trick": False,
+        "linear_skip": False,
     },
 }
 TARGETS = "every level ≥ 90% used; pT ≤ 1% (relative); η, φ ≤ 0.005; discrete ≥ 99.9% exact; scores KS ≤ 0.01"
 
 
 def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
-    """Object tokenizers: ours vs the seed-style baseline, same data and budget, held-out events."""
+    """Object tokenizers: ours (RVQ and FSQ) vs the seed-style baseline, same data and budget,
+    held-out events."""
     import torch
 
     from hep_event_models.diagnostics import tokenizer_metrics
@@ -202,10 +214,13 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
         files.append(str(path))
     steps = 60 if quick else opts.tokenizer_steps
     base = {"codebook_size": 512} if quick else {}
+    configs = opts.tokenizer_configs.split(",")
     rows = []
     for obj in opts.objects.split(","):
-        for cname, settings in TOKENIZER_CONFIGS.items():
+        for cname in configs:
+            settings = TOKENIZER_CONFIGS[cname]
             out = WORK / f"tok_{obj}_{cname}"
+            torch.set_num_threads(opts.tokenizer_threads)
             s = fit_object_tokenizer(
                 obj,
                 files,
@@ -213,7 +228,8 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
                 settings={**base, **settings},
                 max_steps=steps,
                 batch_size=opts.tokenizer_batch,
-                lr=1e-3,
+                lr=opts.tokenizer_lr,
+                min_lr_ratio=0.01,
                 device=device,
                 checkpoint_every=0,
                 progress=False,
@@ -226,8 +242,12 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
             row = {
                 "object": obj,
                 "config": cname,
+                "quantizer": tok.settings.quantizer,
+                "tokens_per_object": tok.num_quantizers,
+                "bits_per_object": float(sum(np.log2(tok.codebook_sizes))),
                 "steps": steps,
                 "batch_size": opts.tokenizer_batch,
+                "lr": opts.tokenizer_lr,
                 "device": device,
                 "train_seconds": s["seconds"],
                 "n_val_objects": len(real),
@@ -240,52 +260,91 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
             ks = {k: f["ks"] for k, f in feats.items() if "ks" in f}
             row["worst_discrete"] = min(disc, key=disc.get) if disc else None
             row["worst_score"] = max(ks, key=ks.get) if ks else None
-            if cname == "ours":
+            if cname != "seed_baseline":
+                torch.set_num_threads(2)  # the encoding target is set for 2 cores
                 tok.to("cpu")
-                row["encode_faiss_per_s"] = encoding_speed(tok, real, "faiss")
+                row["encode_fast_backend"] = "fsq" if tok.settings.quantizer == "rfsq" else "faiss"
+                row["encode_fast_per_s"] = encoding_speed(tok, real, "auto")
                 row["encode_library_per_s"] = encoding_speed(tok, real[:20_000], "library", 20_000, 1)
                 if torch.cuda.is_available():
                     tok.to("cuda")
-                    row["encode_cuda_per_s"] = encoding_speed(tok, real, "torch", 1_000_000)
+                    row["encode_cuda_per_s"] = encoding_speed(tok, real, "auto", 1_000_000)
             rows.append(row)
             print(f"  {obj} {cname}: usage {row['usage']}, pT {row.get('pt_resolution')}", flush=True)
 
+    for r in rows:
+        r["run"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    # rows of (object, config) pairs not rerun now are kept from the previous results (each
+    # row shows its own run date and budget), so a partial rerun does not drop figures
+    prev = RESULTS / "tokenizers.json"
+    if prev.exists():
+        done = {(r["object"], r["config"]) for r in rows}
+        old = [_old_tokenizer_row(r) for r in json.loads(prev.read_text())["rows"]]
+        rows += [r for r in old if (r["object"], r["config"]) not in done]
+        order = {o: i for i, o in enumerate(dict.fromkeys(r["object"] for r in rows))}
+        rows.sort(key=lambda r: order[r["object"]])
+    md = tokenizer_markdown(rows, quick, n_per)
+    return {"rows": rows, "steps": steps, "device": device}, md
+
+
+def _old_tokenizer_row(r: dict) -> dict:
+    """A row of an earlier results file in the current format (ResidualVQ 4096 × 4 then)."""
+    r = dict(r)
+    if "run" not in r and r["config"] == "ours":  # the defaults of that run, not today's
+        r["config"] = "ours (defaults then)"
+    r.setdefault("quantizer", "rvq")
+    r.setdefault("tokens_per_object", len(r["usage"]))
+    r.setdefault("bits_per_object", 12.0 * len(r["usage"]))
+    r.setdefault("lr", 1e-3)
+    r.setdefault("run", "2026-11-22")
+    if "encode_faiss_per_s" in r:
+        r["encode_fast_per_s"], r["encode_fast_backend"] = r.pop("encode_faiss_per_s"), "faiss"
+    return r
+
+
+def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
     def f(v, spec):
         return "–" if v is None else format(v, spec)
 
     md = [
-        f"Budget: {steps} steps of {opts.tokenizer_batch} objects on {device}; codebooks "
-        f"{'512' if quick else '4096'} codes × 4 levels, codebook_dim 8; {n_per:,} events per process "
-        f"(hzz4l, zz4l, ttbar, dy), every 20th event held out for these metrics. Targets: {TARGETS}.",
+        f"{n_per:,} events per process (hzz4l, zz4l, ttbar, dy), every 20th event held out for these "
+        "metrics; the budget (steps × batch, peak learning rate, cosine decay) is given per row. "
+        "Configurations: `ours` = the shipped defaults (ResidualVQ, "
+        f"{'512' if quick else '4096'} codes × 4 levels, codebook_dim 8), `ours_fsq` = ResidualFSQ (levels "
+        "[8, 8, 8, 8] = 4096 codes × 4 levels, uniformity term), `seed_baseline` = the seeds' first setup with "
+        f"the same codebooks. Targets: {TARGETS}.",
         "",
-        "| object | config | train s | usage per level | pT res (rel) | η res | φ res | worst discrete exact "
-        "| worst score KS |",
-        "|---|---|---:|---|---:|---:|---:|---|---|",
+        "| object | config | tokens (bits) | run (steps × batch, lr) | train s | usage per level | pT res (rel) "
+        "| η res | φ res | worst discrete exact | worst score KS |",
+        "|---|---|---|---|---:|---|---:|---:|---:|---|---|",
     ]
     for r in rows:
         usage = " / ".join(f"{u:.0%}" for u in r["usage"])
         wd = f"{r['worst_discrete']} {r['discrete_exact_min']:.4f}" if r["worst_discrete"] else "–"
         ws = f"{r['worst_score']} {r['score_ks_max']:.4f}" if r["worst_score"] else "–"
         md.append(
-            f"| {r['object']} | {r['config']} | {r['train_seconds']:.0f} | {usage} "
+            f"| {r['object']} | {r['config']} | {r['tokens_per_object']} ({r['bits_per_object']:.0f}) "
+            f"| {r['run']} ({r['steps']} × {r['batch_size']}, {r['lr']:g}) | {r['train_seconds']:.0f} | {usage} "
             f"| {f(r.get('pt_resolution'), '.4f')} | {f(r.get('eta_resolution'), '.4f')} "
             f"| {f(r.get('phi_resolution'), '.4f')} | {wd} | {ws} |"
         )
     md += [
         "",
-        "Encoding speed (encoder + every level, exact search), measured in the same run:",
+        "Encoding speed on 2 threads (preprocessing + encoder + every level), measured in the same run: the "
+        "fast path (exact FAISS search for ResidualVQ, the fused rounding for ResidualFSQ; both tested to give "
+        "the library's codes) against the library's own forward:",
         "",
-        "| object | FAISS (CPU) objects/s | library forward objects/s | ratio | GPU (torch) objects/s |",
-        "|---|---:|---:|---:|---:|",
+        "| object | config | fast path | fast objects/s | library forward objects/s | ratio | GPU objects/s |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
     for r in rows:
-        if "encode_faiss_per_s" in r:
+        if "encode_fast_per_s" in r:
             md.append(
-                f"| {r['object']} | {r['encode_faiss_per_s']:,.0f} | {r['encode_library_per_s']:,.0f} "
-                f"| {r['encode_faiss_per_s'] / r['encode_library_per_s']:.0f}× "
+                f"| {r['object']} | {r['config']} | {r['encode_fast_backend']} | {r['encode_fast_per_s']:,.0f} "
+                f"| {r['encode_library_per_s']:,.0f} | {r['encode_fast_per_s'] / r['encode_library_per_s']:.0f}× "
                 f"| {f(r.get('encode_cuda_per_s'), ',.0f')} |"
             )
-    return {"rows": rows, "steps": steps, "device": device}, "\n".join(md)
+    return "\n".join(md)
 
 
 _TOKENIZE_CHILD = textwrap.dedent(
@@ -467,6 +526,19 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--tokenizer-steps", type=int, default=2000, help="training steps per tokenizer")
     ap.add_argument("--tokenizer-batch", type=int, default=4096, help="objects per training step")
+    ap.add_argument(
+        "--tokenizer-threads",
+        type=int,
+        default=2,
+        help="torch threads while training tokenizers (1 on a shared machine: oversubscribed threads crawl); "
+        "encoding speed is always measured with 2",
+    )
+    ap.add_argument("--tokenizer-lr", type=float, default=3e-3, help="peak learning rate for tokenizers")
+    ap.add_argument(
+        "--tokenizer-configs",
+        default=",".join(TOKENIZER_CONFIGS),
+        help=f"tokenizer configurations to compare: {', '.join(TOKENIZER_CONFIGS)}",
+    )
     ap.add_argument("--tokenizer-events", type=int, default=100_000, help="events per process for tokenizers")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument(

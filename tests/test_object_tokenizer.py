@@ -8,9 +8,16 @@ from hep_event_models import schema
 from hep_event_models.config import load_object_config
 from hep_event_models.io import EventBatch, EventReader
 from hep_event_models.object_tokenizer import ObjectTokenizer, ObjectTokenizerSettings
-from hep_event_models.preprocessing import ObjectPreprocessor
+from hep_event_models.preprocessing import ANGLE_SCALE, ObjectPreprocessor
 
-SMALL = {"codebook_size": 128, "num_quantizers": 3, "hidden_dim": 64, "num_layers": 2, "decoder_hidden_dim": 64}
+SMALL = {
+    "quantizer": "rvq",
+    "codebook_size": 128,
+    "num_quantizers": 3,
+    "hidden_dim": 64,
+    "num_layers": 2,
+    "decoder_hidden_dim": 64,
+}
 
 
 def _jets(samples, n_events=4000):
@@ -68,9 +75,45 @@ def test_fast_encoding_returns_the_library_codes(samples, cosine):
     _assert_same_codes(tok, real, tok.encode(real, backend="torch"), ref)
 
 
-def test_padded_encode_and_decode(samples):
+FSQ_CASES = {
+    "8x4_q4_skip": {"quantizer": "rfsq", "fsq_levels": [8, 8, 8, 8], "num_quantizers": 4, "linear_skip": True},
+    "5x3_q3": {"quantizer": "rfsq", "fsq_levels": [5, 5, 3], "num_quantizers": 3, "linear_skip": False},
+    "4x6_q2_projected": {"quantizer": "rfsq", "fsq_levels": [4] * 6, "num_quantizers": 2, "latent_dim": 9},
+}
+
+
+@pytest.mark.parametrize("case", list(FSQ_CASES))
+def test_fast_fsq_encoding_equals_the_library_codes(samples, case):
+    """The fused FSQ rounding gives ResidualFSQ's own codes bit for bit, also on bin edges."""
+    cfg, coll = _jets(samples, 2000)
+    settings = {**FSQ_CASES[case], "hidden_dim": 32, "uniformity_weight": 1.0}
+    tok = _tokenizer(cfg, coll, settings, steps=10)
+    real = coll.values[coll.mask]
+    ref = tok.encode(real, backend="library")
+    size = int(np.prod(settings["fsq_levels"]))
+    assert tok.codebook_sizes == [size] * settings["num_quantizers"]
+    assert ref.shape == (len(real), settings["num_quantizers"]) and 0 <= ref.min() and ref.max() < size
+    for backend in ("auto", "fsq", "faiss", "torch"):  # every fast backend is the fused rounding for FSQ
+        np.testing.assert_array_equal(tok.encode(real, backend=backend), ref)
+    # latents spanning the clamp range, and latents exactly on rounding edges of every level
+    d = tok.quantizer.layers[0].codebook_dim
+    torch.manual_seed(1)
+    z = torch.randn(20_000, tok.quantizer.project_in.in_features if tok.quantizer.has_projections else d) * 2
+    lv = np.asarray(settings["fsq_levels"], dtype=np.float32)
+    edges = torch.from_numpy(((np.arange(2 * lv.max() + 1) - lv.max()) / (lv.max() - 1)).astype(np.float32))
+    with torch.no_grad():
+        if not tok.quantizer.has_projections:
+            z = torch.cat([z, edges[:, None].expand(-1, d).contiguous()])
+        np.testing.assert_array_equal(tok._fsq_codes(z).numpy(), tok.quantizer(z[None])[1][0].numpy())
+    # decoding goes through the library's get_output_from_indices
+    assert tok.decode(ref).shape == real.shape
+
+
+@pytest.mark.parametrize("quantizer", ["rvq", "rfsq"])
+def test_padded_encode_and_decode(samples, quantizer):
     cfg, coll = _jets(samples, 1000)
-    tok = _tokenizer(cfg, coll, SMALL, steps=3)
+    settings = SMALL if quantizer == "rvq" else {**SMALL, **FSQ_CASES["5x3_q3"]}
+    tok = _tokenizer(cfg, coll, settings, steps=3)
     codes = tok.encode(coll.values, coll.mask)
     assert codes.shape == (*coll.mask.shape, 3)
     assert (codes[~coll.mask] == -1).all() and (codes[coll.mask] >= 0).all()
@@ -105,12 +148,15 @@ def test_transformer_encoder_and_fsq_option(samples):
         np.testing.assert_array_equal(tok.encode(padded, pmask)[pmask], tok.encode(coll.values, coll.mask)[coll.mask])
 
 
-def test_save_load_round_trip(samples, tmp_path):
+@pytest.mark.parametrize("quantizer", ["rvq", "rfsq"])
+def test_save_load_round_trip(samples, tmp_path, quantizer):
     cfg, coll = _jets(samples, 1000)
-    tok = _tokenizer(cfg, coll, SMALL, steps=5)
+    settings = SMALL if quantizer == "rvq" else {**SMALL, **FSQ_CASES["8x4_q4_skip"]}
+    tok = _tokenizer(cfg, coll, settings, steps=5)
     tok.save_pretrained(tmp_path / "tok")
     saved = json.loads((tmp_path / "tok" / "config.json").read_text())
-    assert saved["object_config"]["object"] == "jets" and saved["settings"]["codebook_size"] == 128
+    assert saved["object_config"]["object"] == "jets" and saved["settings"]["quantizer"] == quantizer
+    assert tok.codebook_sizes == ([128] * 3 if quantizer == "rvq" else [4096] * 4)
     assert (tmp_path / "tok" / "model.safetensors").exists()
     tok2 = ObjectTokenizer.from_pretrained(tmp_path / "tok")
     sd1, sd2 = tok.state_dict(), tok2.state_dict()
@@ -164,9 +210,9 @@ def test_goal_loss_weights(samples):
     pre.finalize()
     goal = ObjectTokenizer.from_fitted(cfg, pre, {**SMALL, "goal_power": 1.0}).loss_weights
     assert np.isclose(np.mean(list(goal.values())), 1.0)
-    # weight ∝ 1/goal² in model space: η at 0.005 absolute, φ at 0.005 rad over (cos, sin)
+    # weight ∝ 1/goal² in model space: η at 0.005 absolute, φ at 0.005 rad on the φ / s output
     eta_std = pre.transforms[cfg.feature_names.index("eta")].stats["std"]
-    assert np.isclose(goal["eta"] / goal["phi"], (eta_std / 0.005) ** 2 / (2 / 0.005**2), rtol=1e-6)
+    assert np.isclose(goal["eta"] / goal["phi"], (eta_std / 0.005) ** 2 / (ANGLE_SCALE / 0.005) ** 2, rtol=1e-6)
     assert goal["eta"] > goal["QG_tracksWidth"] and goal["n_trk"] == goal["QG_nTracks"]
     sqrt = ObjectTokenizer.from_fitted(cfg, pre, SMALL).loss_weights
     assert np.isclose(sqrt["eta"] / sqrt["phi"], np.sqrt(goal["eta"] / goal["phi"]), rtol=1e-6)
@@ -180,3 +226,25 @@ def test_goal_loss_weights(samples):
 
     with pytest.raises(ValueError, match="goal"):
         ObjectConfig.from_dict({"object": "jets", "features": [{"name": "pt", "kind": "log_standard", "goal": -1}]})
+
+
+def test_event_tokenizer_mixes_rvq_and_fsq_objects(samples):
+    """FSQ tokenizers plug into the EventTokenizer: id blocks from codebook_sizes, decode exact."""
+    from hep_event_models.event_tokenizer import EventTokenizer
+
+    cfg_mu, cfg_j = load_object_config("muons"), load_object_config("jets")
+    reader = EventReader(samples["ttbar"], selection=[cfg_mu, cfg_j], chunk_size=400, max_events=400)
+    events = EventBatch.concat(list(reader))
+    mu = _tokenizer(cfg_mu, events.collections["muons"], SMALL, steps=2)
+    jets = _tokenizer(cfg_j, events.collections["jets"], {**SMALL, **FSQ_CASES["8x4_q4_skip"]}, steps=2)
+    tok = EventTokenizer({"muons": mu, "jets": jets})
+    assert tok.layout.to_dict()["objects"] == [
+        {"name": "muons", "codebook_sizes": [128] * 3},
+        {"name": "jets", "codebook_sizes": [4096] * 4},
+    ]
+    enc = tok(events, padding=True, return_tensors="np")
+    back = tok.decode(enc["input_ids"], enc["attention_mask"])
+    c = events.collections["jets"]
+    expected = jets.decode(jets.encode(c.values[c.mask]))
+    got = back.collections["jets"]
+    np.testing.assert_allclose(got.values[got.mask], expected, rtol=1e-5, atol=1e-5)

@@ -6,7 +6,7 @@ import pytest
 from hep_event_models import schema
 from hep_event_models.config import load_object_config
 from hep_event_models.io import EventReader
-from hep_event_models.preprocessing import FeatureTransform, ObjectPreprocessor
+from hep_event_models.preprocessing import ANGLE_SCALE, FeatureTransform, ObjectPreprocessor
 
 
 def _fit(kind, x, chunks=4, **kw):
@@ -68,8 +68,22 @@ def test_log_standard_handles_zeros_and_never_overflows():
 
 def test_angle_wraps():
     t = _fit(schema.ANGLE, CASES[schema.ANGLE])
+    assert t.input_width == 3 and t.output_width == 1
     a, b = t.forward(np.array([np.pi - 1e-4])), t.forward(np.array([-np.pi + 1e-4]))
-    assert np.abs(a - b).max() < 1e-3  # neighbours across the ±π seam stay neighbours
+    assert np.abs(a[:, :2] - b[:, :2]).max() < 1e-3  # (cos, sin): neighbours across the seam stay neighbours
+    # the third column is φ / s, linear in φ (one latent axis can carry it), unit variance
+    np.testing.assert_allclose(a[0, 2] * ANGLE_SCALE, np.pi - 1e-4, rtol=1e-6)
+    assert abs(t.forward(CASES[schema.ANGLE])[:, 2].std() - 1) < 0.02
+    x = np.array([0.3, -3.1, 3.1])
+    np.testing.assert_array_equal(t.target(x), t.forward(x)[:, 2:])
+    # a decoded φ / s is wrapped back into [-π, π): a full turn off decodes to the same angle
+    back = t.inverse(t.target(x) + 2 * np.pi / ANGLE_SCALE)
+    np.testing.assert_allclose(np.angle(np.exp(1j * (back - x))), 0, atol=1e-6)
+    assert np.abs(back).max() <= np.pi
+    # transforms saved before the linear column (stats without "linear") keep (cos, sin)
+    old = FeatureTransform.from_dict({"name": "phi", "kind": schema.ANGLE, "stats": {}})
+    assert old.input_width == 2 and old.output_width == 2 and old.forward(x).shape == (3, 2)
+    np.testing.assert_allclose(old.inverse(old.forward(x)), x, atol=1e-6)
 
 
 def test_score_quantile_transform_spreads_peaks_and_stays_bounded():

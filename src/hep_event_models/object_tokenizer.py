@@ -24,13 +24,28 @@ per kind otherwise), so a feature at its goal contributes 1, and the weights are
 multiplied by ``loss_weights``.
 ``"uniform"`` weights every feature 1 (the seed framework's choice).
 
-Encoding is inference: ``encode`` runs the encoder and then an exact nearest-code search
-per level with FAISS (``IndexFlatL2``, or inner product on normalised vectors for cosine
+Quantizers: ``"rvq"`` (``ResidualVQ``, the default: learned codebooks, k-means init and
+dead-code expiry keep every level ≥ 90% used) or ``"rfsq"`` (``ResidualFSQ``: a fixed grid
+of ``fsq_levels`` points per latent axis, level k scaled by ``L^-k``, so each axis gets
+``(L-1)·L^(Q-1)`` cells, about 11.8 bits for [8, 8, 8, 8] × 4; no codebook to collapse and
+training steps ~10× cheaper on CPU). Measured on muons (held-out, CPU budgets of 1.5k
+steps): decoding the *unquantized* latent gives the same resolution as decoding the codes,
+so at 48 bits the limit is how precisely the encoder/decoder MLPs learn, not the bits. A
+fixed grid is only fully used when the latent fills it: the first FSQ level's usage is set
+by how uniform the latent is over the cube, which ``uniformity_weight`` (a sliced
+Wasserstein distance to the uniform cube) buys at some cost in resolution (muons: 24%
+without, 56% at 10, 80% at 50). ``linear_skip`` adds a linear path beside the encoder and
+decoder MLPs (``SkipMLP``); with the linear φ input of the ``angle`` preprocessing it took
+FSQ muons' pT resolution from 5.4% to 2.2% at the same budget.
+
+Encoding is inference: ``encode`` runs the encoder and then, for ResidualVQ, an exact
+nearest-code search per level with FAISS (``IndexFlatL2``, or inner product on normalised vectors for cosine
 codebooks) on CPU, or a chunked matmul argmin in torch on GPU, instead of the library's
 forward, which materialises full distance matrices. ``tests/test_object_tokenizer.py``
 checks that both give the same codes. Where two codes are equally near within float
 precision the searches may pick different ones; both are correct, and the test accepts a
-difference only when the two distances agree to 1e-5 relative.
+difference only when the two distances agree to 1e-5 relative. For ResidualFSQ, encoding is
+a fused version of the library's own rounding (``_fsq_codes``), tested equal bit for bit.
 """
 
 from __future__ import annotations
@@ -48,7 +63,7 @@ from torch import nn
 
 from . import schema
 from .config import ObjectConfig
-from .preprocessing import ObjectPreprocessor
+from .preprocessing import ANGLE_SCALE, ObjectPreprocessor
 
 TOKENIZER_FORMAT_VERSION = 1
 
@@ -76,7 +91,8 @@ class ObjectTokenizerSettings:
         rotation_trick: gradient estimator through the quantizer.
         commitment_weight: weight of the commitment loss.
         decay: EMA decay of the codebooks.
-        fsq_levels: levels per dimension for ``"rfsq"`` (product = codes per level).
+        fsq_levels: levels per dimension for ``"rfsq"`` (product = codes per level; the
+            latent has ``len(fsq_levels)`` axes unless ``latent_dim`` asks for a projection).
         loss_weights: per-feature multipliers of the loss weights (default 1).
         loss_weighting: ``"goal"`` (weights from reconstruction goals, module doc) or ``"uniform"``.
         default_goal: goal in model-space units (standard deviations, probit units) of
@@ -90,6 +106,11 @@ class ObjectTokenizerSettings:
             only to reproduce the seed framework's first setup as a baseline.
         loss: ``"by_kind"`` (see module doc) or ``"l1"`` (L1 instead of MSE for regression
             outputs, the seeds' choice; class heads keep their cross-entropy).
+        linear_skip: a linear path beside the decoder MLP and an MLP encoder (``SkipMLP``;
+            the shipped configs turn it on).
+        uniformity_weight: ``"rfsq"`` only: weight of the sliced Wasserstein distance
+            between the latent and the uniform cube (``_uniformity_loss``), which spreads the
+            latent over the first level's grid (its usage) at some cost in resolution.
     """
 
     encoder: str = "mlp"
@@ -118,6 +139,8 @@ class ObjectTokenizerSettings:
     discrete_weight: float = 300.0
     raw_features: bool = False
     loss: str = "by_kind"
+    linear_skip: bool = False
+    uniformity_weight: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict | None) -> ObjectTokenizerSettings:
@@ -145,12 +168,29 @@ class ObjectTokenizerSettings:
         return list(cs) if isinstance(cs, (list, tuple)) else [int(cs)] * self.num_quantizers
 
 
-def _mlp(d_in: int, hidden: int, d_out: int, layers: int) -> nn.Sequential:
+def _mlp(d_in: int, hidden: int, d_out: int, layers: int, skip: bool = False) -> nn.Module:
     mods: list[nn.Module] = [nn.Linear(d_in, hidden), nn.GELU()]
     for _ in range(layers - 1):
         mods += [nn.Linear(hidden, hidden), nn.GELU()]
     mods.append(nn.Linear(hidden, d_out))
-    return nn.Sequential(*mods)
+    return SkipMLP(nn.Sequential(*mods), d_in, d_out) if skip else nn.Sequential(*mods)
+
+
+class SkipMLP(nn.Module):
+    """``mlp(x) + linear(x)``: a linear path beside the MLP.
+
+    Mapping a feature onto one latent axis and back (η → axis → η) is then a linear
+    function the optimizer finds in a few hundred steps and reproduces exactly; the MLP
+    only learns the nonlinear packing of the remaining features.
+    """
+
+    def __init__(self, mlp: nn.Sequential, d_in: int, d_out: int):
+        super().__init__()
+        self.mlp = mlp
+        self.linear = nn.Linear(d_in, d_out, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x) + self.linear(x)
 
 
 class SetEncoder(nn.Module):
@@ -201,14 +241,14 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         self.settings = ObjectTokenizerSettings.from_dict(settings)
         s = self.settings
         d_in = self.preprocessor.input_width
-        d_lat = s.latent_dim or s.codebook_dim
+        d_lat = s.latent_dim or (len(s.fsq_levels) if s.quantizer == "rfsq" else s.codebook_dim)
         if s.encoder == "mlp":
-            self.encoder: nn.Module = _mlp(d_in, s.hidden_dim, d_lat, s.num_layers)
+            self.encoder: nn.Module = _mlp(d_in, s.hidden_dim, d_lat, s.num_layers, s.linear_skip)
         else:
             self.encoder = SetEncoder(d_in, s.hidden_dim, d_lat, s.num_layers, s.num_heads)
         self.quantizer = self._build_quantizer(d_lat)
         self.out_widths = self.preprocessor.output_widths
-        self.decoder = _mlp(d_lat, s.decoder_hidden_dim, sum(self.out_widths), s.decoder_layers)
+        self.decoder = _mlp(d_lat, s.decoder_hidden_dim, sum(self.out_widths), s.decoder_layers, s.linear_skip)
         self.loss_weights = self._feature_loss_weights()
         self._search = None
 
@@ -228,6 +268,8 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
                     gm = s.default_goal
                 elif t.kind in (schema.LOG_STANDARD, schema.STANDARD):
                     gm = g / st["std"]  # log_standard: a relative resolution is Δ log x
+                elif t.kind == schema.ANGLE and t.output_width == 1:
+                    gm = g / ANGLE_SCALE  # the output is φ / ANGLE_SCALE
                 elif t.kind == schema.ANGLE:
                     gm = g / math.sqrt(2.0)  # MSE over (cos, sin) averages δφ² over two columns
                 else:
@@ -292,9 +334,31 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         """Quantize latents ``(N, D)``: returns (quantized (N, D), codes (N, Q), commit loss)."""
         if self.settings.quantizer == "rfsq":
             q, idx = self.quantizer(z[None])
-            return q[0], idx[0], z.new_zeros(())
+            return q[0], idx[0], self._uniformity_loss(z)
         q, idx, commit = self.quantizer(z[None])
         return q[0], idx[0], commit.sum()
+
+    def _uniformity_loss(self, z: torch.Tensor) -> torch.Tensor:
+        """FSQ only: sliced Wasserstein-2 distance between the soft-clamped latents and the
+        uniform distribution on the cube [-c, c]^D, times ``uniformity_weight``.
+
+        A fixed grid is only fully used when the latent fills it: every first-level cell of
+        an FSQ level holds equal mass exactly when the latent is uniform on the cube. The
+        distance is estimated over the D axes and D random directions per step, each by
+        sorting the batch's projections and those of as many uniform samples.
+        """
+        w = self.settings.uniformity_weight
+        if not (self.training and w > 0 and z.shape[0] > 1):
+            return z.new_zeros(())
+        rq = self.quantizer
+        c = rq.soft_clamp_input_value
+        x = rq.project_in(z)
+        x = (x / c).tanh() * c
+        n, d = x.shape
+        dirs = torch.cat([torch.eye(d, device=x.device), F.normalize(torch.randn(d, d, device=x.device), dim=0)], 1)
+        u = (torch.rand(n, d, device=x.device) * 2.0 - 1.0) * c
+        px, pu = (x @ dirs).sort(dim=0).values, (u @ dirs).sort(dim=0).values
+        return w * ((px - pu) ** 2).mean()
 
     def _decode_latent(self, q: torch.Tensor) -> list[torch.Tensor]:
         out = self.decoder(q)
@@ -329,6 +393,9 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
                 loss = F.cross_entropy(out, tgt)
             elif t.kind == schema.BINARY:
                 loss = F.binary_cross_entropy_with_logits(out[:, 0], tgt.float())
+            elif t.kind == schema.ANGLE and t.output_width == 1:
+                # wrap-aware: 2(1 - cos δφ) / s² ≈ (δφ / s)², the MSE of φ / s for small errors
+                loss = (2.0 * (1.0 - torch.cos((out - tgt) * ANGLE_SCALE))).mean() / ANGLE_SCALE**2
             elif self.settings.loss == "l1":
                 loss = F.l1_loss(out, tgt)
             else:
@@ -372,10 +439,12 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         if not padded:
             values = values[None]
             mask = np.ones(values.shape[:2], dtype=bool)
-        if backend == "auto":
-            backend = "torch" if self.device.type == "cuda" else "faiss"
         if self.settings.quantizer == "rfsq":
-            backend = "library"  # FSQ is rounding: the library's forward is already fast
+            # FSQ needs no nearest-neighbour search: every backend but "library" is the fused
+            # rounding path (``_fsq_codes``), on whatever device the tokenizer is on
+            backend = "library" if backend == "library" else "fsq"
+        elif backend == "auto":
+            backend = "torch" if self.device.type == "cuda" else "faiss"
         n_real = int(mask.sum())
         codes = np.empty((n_real, self.num_quantizers), dtype=np.int64)
         # MLP encoders see objects alone: chunk over objects; transformers: over events
@@ -403,6 +472,8 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
     def _search_codes(self, z: torch.Tensor, backend: str) -> np.ndarray:
         if backend == "library":
             return self._quantize(z)[1].cpu().numpy()
+        if backend == "fsq":
+            return self._fsq_codes(z).cpu().numpy()
         if self.settings.quantizer != "rvq":
             raise ValueError(f"backend {backend!r} needs quantizer='rvq'")
         z = self.quantizer.project_in(z)
@@ -411,6 +482,35 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         if backend == "torch":
             return _torch_residual_search(z.float(), self._codebooks(), self.settings.use_cosine_sim)
         raise ValueError(f"unknown backend {backend!r}")
+
+    def _fsq_codes(self, z: torch.Tensor) -> torch.Tensor:
+        """``ResidualFSQ``'s eval-mode codes for latents ``z`` ``(N, D)``, without its overhead.
+
+        The same float32 operations in the same order as the library's forward
+        (``residual_fsq.py``, ``finite_scalar_quantization.py`` with ``preserve_symmetry`` and
+        ``bound_hard_clamp``, which ``ResidualFSQ`` always sets): soft clamp
+        ``tanh(x / c) * c`` with ``c = 1 + 1/(L - 1)``; per level k, ``y = residual / L^-k``,
+        clamped to [-1, 1], ``b = floor((L - 1)(y + 1)/2 + 1/2)`` (the level index per
+        dimension), code value ``2b/(L - 1) - 1`` scaled back by ``L^-k`` and subtracted from
+        the residual; the index is ``Σ_d b_d · basis_d``. Identical operations give identical
+        floats, so the codes equal the library's bit for bit (tested), and it skips the
+        straight-through estimators, reshapes and index round trips (1.3× the library's
+        speed on one core, 4M latents/s; the encoder MLP, not the rounding, dominates
+        encoding time).
+        """
+        rq = self.quantizer
+        x = rq.project_in(z.float())
+        clamp = rq.soft_clamp_input_value
+        if clamp is not None:
+            x = (x / clamp).tanh() * clamp
+        residual = x
+        out = torch.empty((x.shape[0], len(rq.layers)), dtype=torch.long, device=x.device)
+        for level, (layer, scale) in enumerate(zip(rq.layers, rq.scales, strict=True)):
+            lm1 = layer._levels - 1
+            b = ((lm1 * ((residual / scale).clamp(-1.0, 1.0) + 1) / 2.0) + 0.5).floor_()
+            out[:, level] = (b.long() * layer._basis).sum(-1)
+            residual = residual - ((2.0 / lm1) * b - 1.0) * scale
+        return out
 
     def _codebooks(self) -> list[torch.Tensor]:
         cbs = self.quantizer.codebooks

@@ -9,7 +9,8 @@ standard        (x - mean) / std                                 z * std + mean
 log_standard    (log(x + offset) - mean) / std                   exp(...) - offset (clipped)
 quantile        probit(F(x)), F the fitted piecewise-linear CDF  F^-1(Phi(z)); values outside
                                                                  the fitted range are clamped
-angle           (cos x, sin x): wraps at ±π                       atan2
+angle           (cos x, sin x, x / s), s = π/√3; the target and   wrap(z · s) into [-π, π)
+                the decoder output are x / s (wrap-aware loss)
 integer         (x - mean) / std, target class x - min            min + class (exact)
 binary          2x - 1, target {0, 1}                            class (exact)
 categorical     one-hot over the fitted categories               category (exact)
@@ -21,6 +22,13 @@ moments with Chan's parallel update, quantile knots and log moments from a fixed
 uniform reservoir (bottom-k random priorities, deterministic by seed), categories as a
 set. ``to_dict``
 gives JSON; ``from_dict`` restores the exact transform.
+
+Angles: (cos φ, sin φ) keeps neighbours across the ±π seam together; the linear column
+φ / s lets an encoder put φ on one latent axis with a linear map, which a decoder undoes
+exactly (with only (cos, sin), a circle has to be bent onto an axis, which an MLP learns
+slowly and imprecisely). The decoder regresses φ / s under the wrap-aware loss
+``2(1 - cos(s·δ))/s²`` (``ObjectTokenizer.reconstruction_loss``), so φ = π and φ = -π are the
+same answer. Transforms saved without ``stats["linear"]`` keep the older (cos, sin) form.
 
 The quantile/probit map is KS-invariant (monotone), so a score's distribution survives
 tokenization if its probit-space reconstruction is good, and its peaks at 0 and 1 are
@@ -39,6 +47,14 @@ from . import schema
 from .config import ObjectConfig
 
 RAW = "raw"  # no preprocessing at all: only for the seed-style baseline in benchmarks
+ANGLE_SCALE = math.pi / math.sqrt(3.0)  # φ / ANGLE_SCALE has unit variance for uniform φ
+
+
+def _wrap(x: np.ndarray) -> np.ndarray:
+    """Angles wrapped into [-π, π)."""
+    return np.mod(np.asarray(x, dtype=np.float64) + np.pi, 2.0 * np.pi) - np.pi
+
+
 _EPS_U = 1e-6  # CDF values live in [_EPS_U, 1 - _EPS_U]: probit within ±4.75
 
 
@@ -147,7 +163,7 @@ class FeatureTransform:
             if k == schema.SCORE:
                 st.update(lower=0.0, upper=1.0)
         elif k == schema.ANGLE:
-            pass
+            st["linear"] = True  # model space (cos, sin, φ/s), output φ/s (class doc)
         elif k in (schema.BINARY, schema.CATEGORICAL):
             cats = sorted(self._cats)
             if k == schema.BINARY and not set(cats) <= {0.0, 1.0}:
@@ -164,7 +180,7 @@ class FeatureTransform:
     def input_width(self) -> int:
         """Columns in model space."""
         if self.kind == schema.ANGLE:
-            return 2
+            return 3 if self.stats.get("linear") else 2
         if self.kind == schema.CATEGORICAL:
             return len(self.stats["categories"])
         return 1
@@ -173,7 +189,7 @@ class FeatureTransform:
     def output_width(self) -> int:
         """Decoder outputs: regression values or class logits."""
         if self.kind == schema.ANGLE:
-            return 2
+            return 1 if self.stats.get("linear") else 2
         if self.kind == schema.INTEGER:
             return self.stats["num_classes"]
         if self.kind == schema.CATEGORICAL:
@@ -198,7 +214,8 @@ class FeatureTransform:
         elif k in (schema.QUANTILE, schema.SCORE):
             z = ndtri(np.interp(x, st["knots"], st["probs"]))
         elif k == schema.ANGLE:
-            return np.stack([np.cos(x), np.sin(x)], axis=-1).astype(np.float32)
+            cols = [np.cos(x), np.sin(x)] + ([_wrap(x) / ANGLE_SCALE] if st.get("linear") else [])
+            return np.stack(cols, axis=-1).astype(np.float32)
         elif k == schema.BINARY:
             z = 2.0 * x - 1.0
         elif k == schema.CATEGORICAL:
@@ -221,6 +238,8 @@ class FeatureTransform:
             left = np.clip(idx - 1, 0, len(cats) - 1)
             idx = np.where(np.abs(cats[left] - x) < np.abs(cats[idx] - x), left, idx)
             return idx.astype(np.int64)
+        if k == schema.ANGLE and st.get("linear"):
+            return self.forward(x)[:, 2:]
         return self.forward(x)
 
     def inverse(self, out: np.ndarray) -> np.ndarray:
@@ -232,6 +251,8 @@ class FeatureTransform:
         out = np.asarray(out, dtype=np.float64)
         st, k = self.stats, self.kind
         if k == schema.ANGLE:
+            if out.shape[-1] == 1:  # decoder output φ/s
+                return _wrap(out[..., 0] * ANGLE_SCALE)
             return np.arctan2(out[..., 1], out[..., 0])
         if k == schema.INTEGER:
             if out.shape[-1] == 1:  # model-space column (for the exact-inverse property)

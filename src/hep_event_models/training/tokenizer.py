@@ -126,12 +126,12 @@ def validation_set(
     return np.concatenate(vals), np.concatenate(masks)
 
 
-def _lr_lambda(warmup: int, total: int):
+def _lr_lambda(warmup: int, total: int, min_ratio: float = 0.1):
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         prog = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog))
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1 + math.cos(math.pi * prog))
 
     return f
 
@@ -197,10 +197,15 @@ def fit_object_tokenizer(
     device: str = "cpu",
     progress: bool = True,
     preprocess_max_events: int | None = None,
+    min_lr_ratio: float = 0.1,
 ) -> dict:
     """Fit preprocessing and train one object tokenizer; save it to ``out_dir``.
 
     ``settings`` override the config's ``tokenizer:`` section (``ObjectTokenizerSettings``).
+    The learning rate warms up over ``warmup_steps`` and then follows a cosine down to
+    ``min_lr_ratio × lr`` (resolution keeps improving while it falls: on muons a floor of
+    0.001 instead of 0.1 and a peak of 3e-3 instead of 1e-3 halved the η/φ/pT resolution
+    at the same 1.5k-step budget).
     Returns the training summary, also written to ``out_dir/training_summary.json``.
     """
     cfg = config if isinstance(config, ObjectConfig) else load_object_config(config)
@@ -239,7 +244,7 @@ def fit_object_tokenizer(
         model = ObjectTokenizer.from_fitted(cfg, pre, s)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(warmup_steps, max_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(warmup_steps, max_steps, min_lr_ratio))
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
