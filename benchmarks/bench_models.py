@@ -8,7 +8,7 @@ test events:
   fine-tuned from the pretrained backbone and from scratch, against a gradient-boosted
   classifier on continuous features and a counts-only classifier trained on the same
   number of labelled events;
-- the inclusive task (hzz4l vs zz4l, every event) tested against each background
+- the inclusive task (hzz4l vs zz4l, ttbar and dy, every event) tested against each background
   (seed 003's generalisation protocol);
 - the label-efficiency curve (at least three label budgets);
 - training throughput in tokens/s.

@@ -9,7 +9,13 @@ from hep_event_models.cli import main
 from hep_event_models.demo import DemoSettings, run_demo
 
 TINY = dict(
-    tokenizer_settings={"codebook_size": 64, "num_quantizers": 2, "hidden_dim": 32, "decoder_hidden_dim": 64},
+    tokenizer_settings={
+        "quantizer": "rfsq",
+        "fsq_levels": [4, 4, 4],
+        "num_quantizers": 2,
+        "hidden_dim": 32,
+        "decoder_hidden_dim": 64,
+    },
     tokenizer_steps=25,
     tokenizer_batch=1024,
     hidden_size=32,
@@ -58,6 +64,13 @@ def test_tiny_demo_end_to_end(tmp_path, event_config):
     assert [c["labelled_events"] for c in r["label_efficiency"]] == [200, 400, 800]
     assert 0.5 < r["inclusive"]["evaluation"]["gbdt_auc"] <= 1.0
     assert set(r["inclusive"]["evaluation"]["per_background"]) == {"all", "zz4l", "ttbar", "dy"}
+    # seed 003's protocol: model and baselines trained against zz4l only, tested against all
+    assert set(r["inclusive"]["finetune"]["train_events_per_process"]) == {"hzz4l", "zz4l"}
+    assert r["inclusive"]["evaluation"]["train_backgrounds"] == ["zz4l"]
+    first = r["label_efficiency"][0]["finetune"]
+    for ft in (first["scratch"], first["pretrained"]):
+        assert set(ft["train_events_per_process"]) == {"hzz4l", "zz4l"}
+        assert sum(ft["train_events_per_process"].values()) == 200
     for d in r["diagnostics"].values():
         assert all(0.0 < lv["used_fraction"] <= 1.0 for lv in d["levels"])
     hz = r["physics_after_decode"]["hzz4l"]

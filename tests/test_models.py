@@ -406,6 +406,22 @@ def test_evaluate_with_baselines(event_tokenizer, token_data, tmp_path, capsys):
         tmp_path / "clf", files, files, "hzz4l", ["zz4l"], tmp_path / "ev2", m4l_window=(115, 135), progress=False
     )
     assert w["n_test_signal"] > 500 and w["per_background"]["zz4l"]["n_background"] > 0
+    # seed 003's protocol: baselines trained against dy only (as the model was), tested against both
+    g = evaluate_classifier(
+        tmp_path / "clf",
+        files,
+        files,
+        "hzz4l",
+        ["zz4l", "dy"],
+        tmp_path / "ev3",
+        train_backgrounds=["dy"],
+        max_train_events=1500,
+        max_test_events=1000,
+        progress=False,
+    )
+    assert g["train_backgrounds"] == ["dy"] and g["n_train"] == 3000  # hzz4l + dy, no zz4l
+    assert g["per_background"]["zz4l"]["n_background"] == 1000
+    assert g["per_background"]["dy"]["gbdt"]["auc"] > 0.95
 
 
 def test_ddp_two_processes_on_cpu(event_tokenizer, token_data, tmp_path):
@@ -497,7 +513,7 @@ def test_pretrain_without_data_arguments_fails_clearly(tmp_path):
 
 def test_mlm_head_on_masked_positions_only_matches_full_logits(event_tokenizer, token_data):
     """With labels the vocabulary projection runs on masked positions only: same loss and logits."""
-    cfg = HepEventConfig.from_tokenizer(event_tokenizer, **SMALL)
+    cfg = HepEventConfig.from_tokenizer(event_tokenizer, mlm_softmax="full", **SMALL)
     m = HepEventForMaskedLM(cfg).eval()
     batch = EventMLMCollator.from_config(cfg, mlm_probability=0.3, seed=3)(_rows(token_data, 16))
     with torch.no_grad():
@@ -510,3 +526,35 @@ def test_mlm_head_on_masked_positions_only_matches_full_logits(event_tokenizer, 
     torch.testing.assert_close(fast.logits, full.logits[sel])
     torch.testing.assert_close(fast.loss, full.loss)
     assert bare.loss is None and 0 < float(fast.loss) < 2 * np.log(cfg.vocab_size)
+
+
+def test_block_softmax_mlm_loss_equals_the_softmax_restricted_to_each_labels_block(event_tokenizer, token_data):
+    """The default MLM loss: softmax over the true token's (object type, level) id block only."""
+    cfg = HepEventConfig.from_tokenizer(event_tokenizer, **SMALL)
+    assert cfg.mlm_softmax == "block"
+    torch.manual_seed(0)
+    m = HepEventForMaskedLM(cfg).eval()
+    batch = EventMLMCollator.from_config(cfg, mlm_probability=0.3, seed=5)(_rows(token_data, 16))
+    with torch.no_grad():
+        block = m(**batch)
+        full = m(**batch, return_all_logits=True).logits
+    sel = batch["labels"] != -100
+    labels, logits = batch["labels"][sel], full[sel]
+    # reference: for each masked token, log-softmax over the ids of its label's block only
+    ref, blocks_seen = [], set()
+    for lab, row in zip(labels.tolist(), logits, strict=True):
+        start, size = next((b[0], b[1]) for b in cfg.token_blocks if b[0] <= lab < b[0] + b[1])
+        blocks_seen.add(start)
+        ref.append(-torch.log_softmax(row[start : start + size], 0)[lab - start])
+    assert block.logits is None and len(blocks_seen) >= 4  # several object types and levels masked
+    torch.testing.assert_close(block.loss, torch.stack(ref).mean(), rtol=1e-5, atol=1e-6)
+    # an untrained model: near log(block size), well below log(vocab size)
+    sizes = [b[1] for b in cfg.token_blocks]
+    assert abs(float(block.loss) - np.log(np.mean(sizes))) < 1.0 < np.log(cfg.vocab_size) - float(block.loss)
+    # gradients flow to the tied embeddings (the decoder weight) and the bias, for the blocks used
+    m.train()
+    m(**batch).loss.backward()
+    g = m.get_output_embeddings().weight.grad
+    assert g is not None and float(g[labels].abs().sum()) > 0
+    with pytest.raises(ValueError, match="mlm_softmax"):
+        HepEventConfig.from_tokenizer(event_tokenizer, mlm_softmax="sampled")

@@ -240,6 +240,7 @@ def cmd_evaluate(args) -> int:
         args.out,
         m4l_window=args.m4l_window,
         tokenizer=args.tokenizer,
+        train_backgrounds=args.train_background,
         max_train_events=args.max_train_events,
         max_test_events=args.max_test_events,
         seed=args.seed,
@@ -540,6 +541,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--test-data", required=True, nargs="+", help="held-out HDF5 files")
     ev.add_argument("--signal", required=True, choices=list(schema.PROCESS_IDS))
     ev.add_argument("--background", required=True, nargs="+", choices=list(schema.PROCESS_IDS))
+    ev.add_argument(
+        "--train-background",
+        nargs="+",
+        choices=list(schema.PROCESS_IDS),
+        default=None,
+        help="backgrounds the baselines train against (default: --background); give the model's "
+        "fine-tuning backgrounds, e.g. zz4l with --background zz4l ttbar dy for seed 003's "
+        "generalisation protocol",
+    )
     ev.add_argument(
         "--m4l-window",
         type=_mass_window,

@@ -34,7 +34,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -49,6 +49,11 @@ HEADLINE_WINDOW = (115.0, 135.0)
 # reconstructed window, so resolution tails migrate in and out as they would in an analysis
 ZZ_TRUTH_WINDOW = (105.0, 145.0)
 PROCESSES = ("hzz4l", "zz4l", "ttbar", "dy")
+# signal hzz4l against zz4l: the headline task (in the m4l window) and the inclusive one; the
+# inclusive model and its baselines are then tested against every background (seed 003's
+# generalisation protocol: trained against ZZ*, tested also against ttbar and Drell-Yan)
+TRAIN_BACKGROUNDS = ("zz4l",)
+INCLUSIVE_TEST_BACKGROUNDS = ("zz4l", "ttbar", "dy")
 
 
 @dataclass
@@ -64,10 +69,15 @@ class DemoSettings:
     device: str = "cpu"
     train_events: int = 20_000
     test_events: int = 10_000
-    tokenizer_steps: int = 80
+    tokenizer_steps: int = 300
     tokenizer_batch: int = 2048
-    tokenizer_settings: dict | None = None
-    diagnose_objects: int = 20_000
+    tokenizer_lr: float = 3e-3
+    tokenizer_min_lr_ratio: float = 0.01
+    # ResidualFSQ ([8, 8, 8, 8] × 4 levels, the same 4096 × 4 token layout as the shipped
+    # ResidualVQ) at the 2-core CPU budget: a training step costs ~1/30 of a 4096-code
+    # ResidualVQ step there, and at equal wall time it decodes sharper (README, Object tokenizers)
+    tokenizer_settings: dict | None = field(default_factory=lambda: {"quantizer": "rfsq", "fsq_levels": [8, 8, 8, 8]})
+    diagnose_objects: int = 10_000
     mass_check_events: int = 10_000
     max_length: int = 128
     hidden_size: int = 96
@@ -93,10 +103,10 @@ class DemoSettings:
             device=device,
             train_events=n(20_000, 500),
             test_events=n(10_000, 500),
-            tokenizer_steps=n(80, 5),
+            tokenizer_steps=n(300, 5),
             pretrain_steps=n(300, 5),
             finetune_steps=n(150, 5),
-            diagnose_objects=n(20_000, 500),
+            diagnose_objects=n(10_000, 500),
             mass_check_events=n(10_000, 500),
             label_budgets=tuple(sorted({n(b, 50) if b > 1000 else min(1000, n(b, 50)) for b in (1000, 3000, 10_000)})),
         )
@@ -302,6 +312,9 @@ def _fit(out: Path, s: DemoSettings, config: str, progress: bool) -> dict:
         out / "tokenizer",
         max_steps=s.tokenizer_steps,
         batch_size=s.tokenizer_batch,
+        lr=s.tokenizer_lr,
+        min_lr_ratio=s.tokenizer_min_lr_ratio,
+        warmup_steps=max(1, s.tokenizer_steps // 10),
         seed=s.seed,
         device=s.device,
         settings=s.tokenizer_settings,
@@ -453,7 +466,14 @@ def _pretrain(out: Path, s: DemoSettings, progress: bool) -> dict:
 
 
 def _finetune_one(
-    out: Path, s: DemoSettings, name: str, data: str, budget: int | None, pretrained: bool, progress: bool
+    out: Path,
+    s: DemoSettings,
+    name: str,
+    data: str,
+    backgrounds: list[str],
+    budget: int | None,
+    pretrained: bool,
+    progress: bool,
 ) -> dict:
     from .training.models import DataArguments, ModelArguments, finetune
 
@@ -469,7 +489,7 @@ def _finetune_one(
         tokenizer=str(out / "tokenizer"),
         train_data=str(out / "tokens" / data),
         signal=["hzz4l"],
-        background=["zz4l"],
+        background=list(backgrounds),
         max_train_samples=budget,
     )
     targs = _training_args(out / "models" / name, s, s.finetune_steps, 3e-4, progress, s.finetune_steps // 10)
@@ -484,11 +504,11 @@ def _evaluate_one(
     if headline:
         train = _files(out, "train", ["hzz4l", "zz4l_m4l"])
         test = _files(out, "test", ["hzz4l", "zz4l_m4l"])
-        bkgs, window = ["zz4l"], HEADLINE_WINDOW
+        bkgs, window = list(TRAIN_BACKGROUNDS), HEADLINE_WINDOW
     else:
         train = _files(out, "train", PROCESSES)
         test = _files(out, "test", PROCESSES)
-        bkgs, window = ["zz4l", "ttbar", "dy"], None
+        bkgs, window = list(INCLUSIVE_TEST_BACKGROUNDS), None
     r = evaluate_classifier(
         out / "models" / model,
         train,
@@ -497,6 +517,7 @@ def _evaluate_one(
         bkgs,
         out / "eval" / model,
         m4l_window=window,
+        train_backgrounds=list(TRAIN_BACKGROUNDS),
         max_train_events=gbdt_events or s.train_events,
         max_test_events=s.test_events,
         seed=s.seed,
@@ -563,7 +584,9 @@ def run_demo(
             name = f"headline_{'pretrained' if pretrained else 'scratch'}_{budget}"
             ft = st.run(
                 f"finetune {name}",
-                lambda n=name, p=pretrained, b=budget: _finetune_one(out, s, n, "headline", b, p, progress),
+                lambda n=name, p=pretrained, b=budget: _finetune_one(
+                    out, s, n, "headline", TRAIN_BACKGROUNDS, b, p, progress
+                ),
             )
             ev = st.run(
                 f"evaluate {name}",
@@ -574,7 +597,10 @@ def run_demo(
             row["gbdt_auc"], row["counts_auc"] = ev["gbdt_auc"], ev["counts_auc"]
             row.setdefault("finetune", {})["pretrained" if pretrained else "scratch"] = ft
         curve.append(row)
-    incl_ft = st.run("finetune inclusive", lambda: _finetune_one(out, s, "inclusive", "all", None, True, progress))
+    incl_ft = st.run(
+        "finetune inclusive",
+        lambda: _finetune_one(out, s, "inclusive", "all", TRAIN_BACKGROUNDS, None, True, progress),
+    )
     incl = st.run("evaluate inclusive", lambda: _strip_roc(_evaluate_one(out, s, "inclusive", False, None, progress)))
     results = {
         "hep_event_models": __version__,

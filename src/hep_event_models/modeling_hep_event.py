@@ -15,6 +15,8 @@ and ``register_for_auto_class`` writes ``auto_map`` for ``trust_remote_code`` us
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 from transformers import BertForMaskedLM, BertModel, BertPreTrainedModel
@@ -121,16 +123,58 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
     """Masked-token pretraining head (tied to the input embeddings, as in BERT).
 
     Event vocabularies are large (objects × levels × codes: 4096 × 4 × 7 ≈ 115k ids), so with
-    ``labels`` the vocabulary projection runs only on the masked positions: ``logits`` is then
-    ``(N_masked, vocab_size)``, in the order of ``labels[labels != -100]``, and the loss is
-    BERT's (mean cross-entropy over masked positions). Without ``labels``, or with
-    ``return_all_logits=True``, ``logits`` is ``(B, L, vocab_size)`` as in ``BertForMaskedLM``.
+    ``labels`` the projection runs only on the masked positions, and by default
+    (``config.mlm_softmax == "block"``) only onto the id block of each masked token's object
+    type and level: the loss is the mean over masked positions of the cross-entropy of the
+    softmax within that block, and ``logits`` is ``None``. With ``mlm_softmax="full"`` the
+    softmax is over every id (BERT's loss) and ``logits`` is ``(N_masked, vocab_size)``, in the
+    order of ``labels[labels != -100]``. Without ``labels``, or with ``return_all_logits=True``,
+    ``logits`` is ``(B, L, vocab_size)`` as in ``BertForMaskedLM`` (and the loss is the full one).
     """
 
     def __init__(self, config: HepEventConfig):
         super().__init__(config)
         self.bert = HepEventModel(config, add_pooling_layer=False)
+        # the vocabulary cut into segments: each id block of the layout, and the ids between
+        # blocks (special tokens); segment_of_id[i] is the segment of id i, and the softmax
+        # range of a label in a block (ids in no block use every id)
+        bounds, in_block = [0], []
+        for start, size, _type, _level in sorted(config.token_blocks):
+            if start > bounds[-1]:
+                bounds.append(start)
+                in_block.append(False)
+            bounds.append(start + size)
+            in_block.append(True)
+        if bounds[-1] < config.vocab_size:
+            bounds.append(config.vocab_size)
+            in_block.append(False)
+        self._segment_sizes = [b - a for a, b in itertools.pairwise(bounds)]
+        self._segment_starts = bounds[:-1]
+        self._segment_in_block = in_block
+        segment_of_id = torch.repeat_interleave(torch.arange(len(in_block)), torch.tensor(self._segment_sizes))
+        self.register_buffer("segment_of_id", segment_of_id, persistent=False)
         self.post_init()
+
+    def _block_softmax_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of ``labels`` ``(N,)`` given masked states ``hidden`` ``(N, H)``,
+        each with a softmax over its own label's id block (labels in no block: every id)."""
+        pred = self.cls.predictions
+        h = pred.transform(hidden)
+        weight, bias = pred.decoder.weight, pred.decoder.bias
+        # one split of the (tied) weight into segments: its backward writes the full-size
+        # gradient once, where slicing per block would allocate and fill one per block
+        w_parts = torch.split(weight, self._segment_sizes)
+        b_parts = torch.split(bias, self._segment_sizes)
+        segments = self.segment_of_id[labels]
+        total = h.new_zeros((), dtype=torch.float32)
+        for k in torch.unique(segments).tolist():
+            rows = segments == k
+            if self._segment_in_block[k]:
+                logits, target = h[rows] @ w_parts[k].T + b_parts[k], labels[rows] - self._segment_starts[k]
+            else:  # a label outside every block: softmax over every id
+                logits, target = h[rows] @ weight.T + bias, labels[rows]
+            total = total + nn.functional.cross_entropy(logits.float(), target, reduction="sum")
+        return total / labels.numel()
 
     def forward(
         self,
@@ -156,8 +200,13 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
         loss = None
         if labels is not None and not return_all_logits:
             sel = labels != -100
-            logits = self.cls(seq[sel])
-            loss = nn.functional.cross_entropy(logits.float(), labels[sel]) if logits.shape[0] else seq.sum() * 0.0
+            if not bool(sel.any()):
+                logits, loss = None, seq.sum() * 0.0
+            elif self.config.mlm_softmax == "block":
+                logits, loss = None, self._block_softmax_loss(seq[sel], labels[sel])
+            else:
+                logits = self.cls(seq[sel])
+                loss = nn.functional.cross_entropy(logits.float(), labels[sel])
         else:
             logits = self.cls(seq)
             if labels is not None:

@@ -85,6 +85,8 @@ def fit_event_tokenizer(
     max_steps: int = 2000,
     batch_size: int = 4096,
     lr: float = 1e-3,
+    min_lr_ratio: float = 0.1,
+    warmup_steps: int = 100,
     seed: int = 0,
     device: str = "cpu",
     val_every: int = 20,
@@ -102,6 +104,8 @@ def fit_event_tokenizer(
         num_proc: object tokenizers fitted at once (processes).
         refit: fit again even where a finished fit exists.
         settings: ``ObjectTokenizerSettings`` overrides for every object.
+        lr, min_lr_ratio: peak learning rate and the floor of its cosine decay, as a fraction
+            of ``lr``, after ``warmup_steps`` of linear warm-up (``fit_object_tokenizer``).
         diagnose_objects: held-out objects per type for the diagnostics summary (0: none).
     """
     ev = load_event_config(config)
@@ -124,6 +128,8 @@ def fit_event_tokenizer(
         max_steps=max_steps,
         batch_size=batch_size,
         lr=lr,
+        min_lr_ratio=min_lr_ratio,
+        warmup_steps=warmup_steps,
         seed=seed,
         device=device,
         val_every=val_every,
