@@ -91,3 +91,26 @@ def test_demo_cli_help(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     assert "--scale" in capsys.readouterr().out
+
+
+def test_cli_demo_passes_the_tokenizer_quantizer(monkeypatch, tmp_path):
+    """`demo --tokenizer-quantizer rvq` runs the shipped ResidualVQ; the default keeps the FSQ settings."""
+    import hep_event_models.demo as demo_mod
+    from hep_event_models import cli
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake(out, **kw):
+        seen.append(kw)
+        raise Stop
+
+    monkeypatch.setattr(demo_mod, "run_demo", fake)
+    for extra in ([], ["--tokenizer-quantizer", "rvq"]):
+        with pytest.raises(Stop):
+            cli.main(["demo", "--out", str(tmp_path), "--quiet", *extra])
+    assert "tokenizer_settings" not in seen[0] and seen[0]["progress"] is False
+    assert seen[1]["tokenizer_settings"] == {"quantizer": "rvq"}
+    assert DemoSettings().tokenizer_settings == {"quantizer": "rfsq", "fsq_levels": [8, 8, 8, 8]}

@@ -158,6 +158,8 @@ def test_metric_definitions():
     u = code_usage(codes, [4, 4])
     assert u[0]["used"] == 3 and u[0]["dead"] == 1 and u[1]["used"] == 2
     assert abs(u[0]["perplexity"] - np.exp(-(0.5 * np.log(0.5) + 2 * 0.25 * np.log(0.25)))) < 1e-9
+    assert u[0]["reachable_fraction"] == 1.0  # 4 objects can use all 4 codes
+    assert code_usage(codes, [16, 8])[0]["reachable_fraction"] == 0.25  # but only 4 of 16
     rng = np.random.default_rng(0)
     a = rng.normal(size=20000)
     assert ks_distance(a, a) == 0.0

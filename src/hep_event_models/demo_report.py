@@ -49,11 +49,19 @@ def write_demo_report(out: str | Path, r: dict) -> dict:
 
     # -- summary ----------------------------------------------------------------------------------
     rep.heading("Summary")
-    usage_min = min(min(lv["used_fraction"] for lv in d["levels"]) for d in r["diagnostics"].values())
+    # usage relative to what the held-out sample can show (a few hundred photons cannot use 4096 codes)
+    usage_min = min(
+        min(lv["used_fraction"] / lv.get("reachable_fraction", 1.0) for lv in d["levels"])
+        for d in r["diagnostics"].values()
+    )
     hz = r["physics_after_decode"]["hzz4l"]
     dy = r["physics_after_decode"]["dy"]
     rows = [
-        ["lowest codebook usage of any level, any object", _pct(usage_min), f"≥ {USAGE_TARGET:.0%}"],
+        [
+            "lowest codebook usage of any level, any object (of the codes its held-out objects could reach)",
+            _pct(usage_min),
+            f"≥ {USAGE_TARGET:.0%}",
+        ],
         [
             "m_4ℓ per-event resolution from tokenization (H→4ℓ)",
             f"{_num(hz['residual']['resolution'])} GeV",
@@ -147,6 +155,9 @@ def write_demo_report(out: str | Path, r: dict) -> dict:
         align="lrlrrrllr",
     )
     rep.paragraph(
+        "Usage is the fraction of a level's codes that the held-out objects use; a sample of N objects can "
+        "use at most N codes (photons: a few hundred). A fixed FSQ grid's first level is only partly used "
+        "where the objects fill only part of the latent cube. "
         "Targets (issue 3, at full training budgets): every level ≥ 90% used, pT ≤ 1%, η and φ ≤ 0.005, discrete "
         "≥ 99.9% exact, scores KS ≤ 0.01. The demo trains each tokenizer for minutes on a CPU; "
         "`benchmarks/RESULTS.md` has the longer runs."

@@ -30,7 +30,12 @@ from .object_tokenizer import ObjectTokenizer
 
 
 def code_usage(codes: np.ndarray, sizes: list[int]) -> list[dict]:
-    """Per-level usage of ``codes`` ``(N, Q)``."""
+    """Per-level usage of ``codes`` ``(N, Q)``.
+
+    ``used_fraction`` is used codes / codebook size; ``reachable_fraction`` is the most that
+    ``N`` objects can show (min(1, N / size)), so a small sample (a few hundred photons for a
+    4096-code level) is not read as a collapsed codebook.
+    """
     out = []
     for q, size in enumerate(sizes):
         counts = np.bincount(codes[:, q], minlength=size)
@@ -42,6 +47,7 @@ def code_usage(codes: np.ndarray, sizes: list[int]) -> list[dict]:
                 "used": used,
                 "dead": int(size - used),
                 "used_fraction": used / size,
+                "reachable_fraction": min(1.0, len(codes) / size),
                 "perplexity": float(np.exp(-(p * np.log(p)).sum())),
             }
         )
