@@ -59,7 +59,7 @@ def test_tiny_demo_end_to_end(tmp_path, event_config):
     assert md.count("data:image") == 0 and (out / "report.html").read_text().count("data:image/png;base64") >= 8
     # sane values: AUCs in [0, 1], usage fractions, masses near their peaks before tokenization
     for c in r["label_efficiency"]:
-        for k in ("scratch_auc", "pretrained_auc", "gbdt_auc", "counts_auc"):
+        for k in ("scratch_auc", "pretrained_auc", "gbdt_auc", "gbdt_decoded_auc", "counts_auc"):
             assert 0.0 <= c[k] <= 1.0
     assert [c["labelled_events"] for c in r["label_efficiency"]] == [200, 400, 800]
     assert 0.5 < r["inclusive"]["evaluation"]["gbdt_auc"] <= 1.0

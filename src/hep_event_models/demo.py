@@ -595,6 +595,7 @@ def run_demo(
             row["pretrained_auc" if pretrained else "scratch_auc"] = ev["auc"]
             row["pretrained_eval" if pretrained else "scratch_eval"] = ev
             row["gbdt_auc"], row["counts_auc"] = ev["gbdt_auc"], ev["counts_auc"]
+            row["gbdt_decoded_auc"] = ev["gbdt_decoded_auc"]
             row.setdefault("finetune", {})["pretrained" if pretrained else "scratch"] = ft
         curve.append(row)
     incl_ft = st.run(

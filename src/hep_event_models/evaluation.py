@@ -50,6 +50,22 @@ def continuous_features(batch: EventBatch, configs) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
+def decoded_events(tok, batch: EventBatch, chunk: int = 8192) -> EventBatch:
+    """``batch`` tokenized and decoded back to objects (physical units), in chunks of events."""
+    parts = []
+    for s in range(0, len(batch), chunk):
+        enc = tok(batch.take(np.arange(s, min(s + chunk, len(batch)))), padding=True, return_tensors="np")
+        dec = tok.decode(enc["input_ids"], enc["attention_mask"])
+        for k, c in dec.collections.items():  # pad to the input's width, so that chunks concatenate
+            width = batch.collections[k].values.shape[1]
+            extra = width - c.values.shape[1]
+            if extra > 0:
+                c.values = np.pad(c.values, ((0, 0), (0, extra), (0, 0)))
+                c.mask = np.pad(c.mask, ((0, 0), (0, extra)))
+        parts.append(dec)
+    return EventBatch.concat(parts)
+
+
 def count_features(batch: EventBatch, configs) -> np.ndarray:
     """``(B, n_collections)`` object multiplicities."""
     return np.stack([batch.collections[c.object].mask.sum(axis=1) for c in configs], axis=1).astype(np.float64)
@@ -166,8 +182,16 @@ def evaluate_classifier(
     y_test = (test.labels == sig_id).astype(int)
     scores = {}
     scores["model"] = model_scores(model, tok, test, signal_class)
-    for name, feats in (("gbdt", continuous_features), ("counts", count_features)):
-        x_train, x_test = feats(train, configs), feats(test, configs)
+    # the same GBDT on features decoded from the tokens: what the tokens keep of the physics,
+    # apart from what the model makes of them
+    dec_train, dec_test = (decoded_events(tok, b) for b in (train, test))
+    baselines = (
+        ("gbdt", continuous_features, train, test),
+        ("counts", count_features, train, test),
+        ("gbdt_decoded", continuous_features, dec_train, dec_test),
+    )
+    for name, feats, b_train, b_test in baselines:
+        x_train, x_test = feats(b_train, configs), feats(b_test, configs)
         # columns with fewer than two distinct values carry nothing (and break the binning on
         # small samples, e.g. a fourth tau present in one event)
         keep = [j for j in range(x_train.shape[1]) if len(np.unique(x_train[np.isfinite(x_train[:, j]), j])) > 1]
@@ -196,6 +220,7 @@ def evaluate_classifier(
         rejection_at_50=allb["model"]["rejection_at_50"],
         gbdt_auc=allb["gbdt"]["auc"],
         counts_auc=allb["counts"]["auc"],
+        gbdt_decoded_auc=allb["gbdt_decoded"]["auc"],
     )
     _plot_roc(allb, out / "roc.png", f"{signal} vs {', '.join(backgrounds)}")
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -215,7 +240,14 @@ def _plot_roc(entry: dict, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 4.5))
-    for name, label in (("model", "token model"), ("gbdt", "GBDT, continuous features"), ("counts", "counts only")):
+    for name, label in (
+        ("model", "token model"),
+        ("gbdt", "GBDT, continuous features"),
+        ("gbdt_decoded", "GBDT, features decoded from tokens"),
+        ("counts", "counts only"),
+    ):
+        if name not in entry:
+            continue
         r = entry[name]
         tpr, fpr = np.asarray(r["roc"]["tpr"]), np.asarray(r["roc"]["fpr"])
         ok = fpr > 0

@@ -136,8 +136,8 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
         super().__init__(config)
         self.bert = HepEventModel(config, add_pooling_layer=False)
         # the vocabulary cut into segments: each id block of the layout, and the ids between
-        # blocks (special tokens); segment_of_id[i] is the segment of id i, and the softmax
-        # range of a label in a block (ids in no block use every id)
+        # blocks (special tokens); a label's segment is its softmax range if it is a block
+        # (labels between blocks use every id)
         bounds, in_block = [0], []
         for start, size, _type, _level in sorted(config.token_blocks):
             if start > bounds[-1]:
@@ -151,8 +151,6 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
         self._segment_sizes = [b - a for a, b in itertools.pairwise(bounds)]
         self._segment_starts = bounds[:-1]
         self._segment_in_block = in_block
-        segment_of_id = torch.repeat_interleave(torch.arange(len(in_block)), torch.tensor(self._segment_sizes))
-        self.register_buffer("segment_of_id", segment_of_id, persistent=False)
         self.post_init()
 
     def _block_softmax_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -165,7 +163,8 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
         # gradient once, where slicing per block would allocate and fill one per block
         w_parts = torch.split(weight, self._segment_sizes)
         b_parts = torch.split(bias, self._segment_sizes)
-        segments = self.segment_of_id[labels]
+        starts = torch.tensor(self._segment_starts, device=labels.device)
+        segments = torch.bucketize(labels, starts, right=True) - 1  # starts[k] <= label < starts[k + 1]
         total = h.new_zeros((), dtype=torch.float32)
         for k in torch.unique(segments).tolist():
             rows = segments == k

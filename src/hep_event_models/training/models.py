@@ -231,6 +231,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     Classes: ``signal``/``background`` process lists give a binary task; without them the
     process ids are the classes. Returns train (and eval) metrics, with ROC AUC and accuracy.
     """
+    import datasets
     import torch
     from transformers import Trainer
 
@@ -290,11 +291,12 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         metrics.update(trainer.evaluate())
     metrics["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     metrics["world_size"] = training_args.world_size
-    ids, counts = np.unique(np.asarray(train["label"]), return_counts=True)
-    names_of = {v: k for k, v in schema.PROCESS_IDS.items()}
-    metrics["train_events_per_process"] = {
-        names_of.get(int(i), str(int(i))): int(c) for i, c in zip(ids, counts, strict=True)
-    }
+    if isinstance(train, datasets.Dataset):  # a streamed (on-the-fly) dataset is not counted
+        ids, counts = np.unique(np.asarray(train["label"]), return_counts=True)
+        names_of = {v: k for k, v in schema.PROCESS_IDS.items()}
+        metrics["train_events_per_process"] = {
+            names_of.get(int(i), str(int(i))): int(c) for i, c in zip(ids, counts, strict=True)
+        }
     if trainer.is_world_process_zero():
         tok.save_pretrained(Path(training_args.output_dir) / "tokenizer")
         _write_json(Path(training_args.output_dir) / "finetune_metrics.json", metrics)
