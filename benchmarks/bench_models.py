@@ -76,7 +76,8 @@ def bench_models(quick: bool, opts=None) -> tuple[dict, str]:
     smallest = curve[0]
     md = [
         f"`hep-event-models demo --scale {scale:g} --device {device}` pipeline: {s['train_events']:,} training and "
-        f"{s['test_events']:,} test events per process and file, tokenizers {s['tokenizer_steps']} steps, "
+        f"{s['test_events']:,} test events per process and file, tokenizers "
+        f"{(s['tokenizer_settings'] or {}).get('quantizer', 'rvq')} {s['tokenizer_steps']} steps, "
         f"BERT {s['num_hidden_layers']} layers × {s['hidden_size']} ({res['parameters']:,} parameters with the "
         f"MLM head), pretraining {s['pretrain_steps']} steps, fine-tuning {s['finetune_steps']} steps, "
         f"batch {s['batch_size']}. Total {r['wall_seconds'] / 60:.0f} min.",
