@@ -80,6 +80,10 @@ def test_angle_wraps():
     back = t.inverse(t.target(x) + 2 * np.pi / ANGLE_SCALE)
     np.testing.assert_allclose(np.angle(np.exp(1j * (back - x))), 0, atol=1e-6)
     assert np.abs(back).max() <= np.pi
+    # linear_angle=False (ObjectTokenizerSettings.linear_angles): (cos, sin) in and out
+    cs = _fit(schema.ANGLE, CASES[schema.ANGLE], linear_angle=False)
+    assert cs.input_width == 2 and cs.output_width == 2 and "linear" not in cs.stats
+    np.testing.assert_allclose(np.angle(np.exp(1j * (cs.inverse(cs.forward(x)) - x))), 0, atol=1e-6)
     # transforms saved before the linear column (stats without "linear") keep (cos, sin)
     old = FeatureTransform.from_dict({"name": "phi", "kind": schema.ANGLE, "stats": {}})
     assert old.input_width == 2 and old.output_width == 2 and old.forward(x).shape == (3, 2)

@@ -75,6 +75,7 @@ def test_small_fsq_training_reaches_usage_and_resolution(samples, tmp_path):
             "fsq_levels": [4, 4, 4],
             "num_quantizers": 3,
             "uniformity_weight": 10.0,
+            "linear_skip": True,
             "hidden_dim": 64,
             "decoder_hidden_dim": 128,
         },
@@ -89,7 +90,7 @@ def test_small_fsq_training_reaches_usage_and_resolution(samples, tmp_path):
         seed=1,
     )
     tok = ObjectTokenizer.from_pretrained(out)
-    assert tok.settings.linear_skip  # from the shipped config's tokenizer section
+    assert tok.settings.linear_skip and tok.settings.quantizer == "rfsq"  # saved with the tokenizer
     # every zz4l event is unseen (trained on dy): 5000 muons for 64 codes per level
     values, mask = validation_set(tok.object_config, samples["zz4l"], 1, max_objects=5000)
     real = values[mask]
@@ -202,3 +203,15 @@ def test_scan_writes_one_row_per_configuration(samples, tmp_path, capsys):
         assert 0 < r["usage_min"] <= 1 and r["pt_resolution"] > 0 and r["discrete_exact_min"] is not None
     md = (out / "scan.md").read_text()
     assert md.count("\n") == 4 and "mlp_cb32_q2_dim8" in md
+
+
+def test_fit_preprocessor_linear_angles_switch(samples):
+    """``linear_angles`` (a tokenizer setting) picks the angle encoding when preprocessing is fitted."""
+    from hep_event_models.config import load_object_config
+    from hep_event_models.training.tokenizer import fit_preprocessor
+
+    cfg = load_object_config("muons")
+    for flag, (w_in, w_out) in ((True, (3, 1)), (False, (2, 2))):
+        pre = fit_preprocessor(cfg, samples["dy"], max_events=2000, progress=False, linear_angles=flag)
+        t = pre.transforms[cfg.feature_names.index("phi")]
+        assert (t.input_width, t.output_width) == (w_in, w_out)

@@ -108,6 +108,9 @@ class ObjectTokenizerSettings:
             outputs, the seeds' choice; class heads keep their cross-entropy).
         linear_skip: a linear path beside the decoder MLP and an MLP encoder (``SkipMLP``;
             the shipped configs turn it on).
+        linear_angles: angles enter as (cos φ, sin φ, φ/s) and the decoder regresses φ/s
+            (wrap-aware loss); ``False``: (cos φ, sin φ) in and out. Used when the
+            preprocessing is fitted (``preprocessing`` module doc).
         uniformity_weight: ``"rfsq"`` only: weight of the sliced Wasserstein distance
             between the latent and the uniform cube (``_uniformity_loss``), which spreads the
             latent over the first level's grid (its usage) at some cost in resolution.
@@ -140,6 +143,7 @@ class ObjectTokenizerSettings:
     raw_features: bool = False
     loss: str = "by_kind"
     linear_skip: bool = False
+    linear_angles: bool = True
     uniformity_weight: float = 0.0
 
     @classmethod

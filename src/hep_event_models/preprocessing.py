@@ -71,6 +71,7 @@ class FeatureTransform:
     kind: str
     stats: dict = field(default_factory=dict)
     reservoir_size: int = 50_000
+    linear_angle: bool = True  # angles: add the linear column φ / s (module doc)
     num_knots: int = 1025
     max_classes: int = 512
     seed: int = 0
@@ -163,7 +164,8 @@ class FeatureTransform:
             if k == schema.SCORE:
                 st.update(lower=0.0, upper=1.0)
         elif k == schema.ANGLE:
-            st["linear"] = True  # model space (cos, sin, φ/s), output φ/s (class doc)
+            if self.linear_angle:
+                st["linear"] = True  # model space (cos, sin, φ/s), output φ/s (class doc)
         elif k in (schema.BINARY, schema.CATEGORICAL):
             cats = sorted(self._cats)
             if k == schema.BINARY and not set(cats) <= {0.0, 1.0}:
@@ -310,10 +312,23 @@ class ObjectPreprocessor:
     Call ``partial_fit`` with the real objects of each chunk, then ``finalize``.
     """
 
-    def __init__(self, config: ObjectConfig, reservoir_size: int = 50_000, seed: int = 0, raw: bool = False):
+    def __init__(
+        self,
+        config: ObjectConfig,
+        reservoir_size: int = 50_000,
+        seed: int = 0,
+        raw: bool = False,
+        linear_angles: bool = True,
+    ):
         self.config = config
         self.transforms = [
-            FeatureTransform(f.name, RAW if raw else f.kind, reservoir_size=reservoir_size, seed=seed + i)
+            FeatureTransform(
+                f.name,
+                RAW if raw else f.kind,
+                reservoir_size=reservoir_size,
+                linear_angle=linear_angles,
+                seed=seed + i,
+            )
             for i, f in enumerate(config.features)
         ]
 

@@ -52,12 +52,14 @@ def fit_preprocessor(
     progress: bool = True,
     seed: int = 0,
     raw: bool = False,
+    linear_angles: bool = True,
 ) -> ObjectPreprocessor:
     """Fit the preprocessing of ``cfg`` on the training events of ``data`` in one streaming pass.
 
-    ``raw=True`` gives identity transforms (the seed-style baseline).
+    ``raw=True`` gives identity transforms (the seed-style baseline); ``linear_angles=False``
+    encodes angles as (cos φ, sin φ) only (``preprocessing`` module doc).
     """
-    pre = ObjectPreprocessor(cfg, seed=seed, raw=raw)
+    pre = ObjectPreprocessor(cfg, seed=seed, raw=raw, linear_angles=linear_angles)
     reader = EventReader(data, selection=[cfg], scalars=(), chunk_size=chunk_size, max_events=max_events)
     for b in reader.progress(f"fit preprocessing {cfg.object}", progress):
         c = b.collections[cfg.object]
@@ -240,6 +242,7 @@ def fit_object_tokenizer(
             progress=progress,
             seed=seed,
             raw=parsed.raw_features,
+            linear_angles=parsed.linear_angles,
         )
         model = ObjectTokenizer.from_fitted(cfg, pre, s)
     model.to(device)
