@@ -168,7 +168,7 @@ def bench_reader(quick: bool, opts=None) -> tuple[dict, str]:
 TOKENIZER_CONFIGS = {
     # this package's defaults (tokenizer_configs/*.yaml + ObjectTokenizerSettings): per-kind
     # preprocessing, losses weighted by reconstruction goals, ResidualVQ with k-means init and
-    # dead-code expiry, linear skip paths beside the encoder and decoder MLPs
+    # dead-code expiry; angles as (cos, sin)
     "ours": {},
     # the ResidualFSQ option: 4 axes × 8 levels (4096 codes per level), 4 levels, with the
     # sliced-Wasserstein uniformity term that spreads the latent over the first-level grid
@@ -177,6 +177,7 @@ TOKENIZER_CONFIGS = {
         "fsq_levels": [8, 8, 8, 8],
         "num_quantizers": 4,
         "linear_skip": True,
+        "linear_angles": True,
         "uniformity_weight": 10.0,
     },
     # the seeds' first setup: raw features, L1 loss, no k-means init, no dead-code expiry

@@ -113,4 +113,9 @@ def test_cli_demo_passes_the_tokenizer_quantizer(monkeypatch, tmp_path):
             cli.main(["demo", "--out", str(tmp_path), "--quiet", *extra])
     assert "tokenizer_settings" not in seen[0] and seen[0]["progress"] is False
     assert seen[1]["tokenizer_settings"] == {"quantizer": "rvq"}
-    assert DemoSettings().tokenizer_settings == {"quantizer": "rfsq", "fsq_levels": [8, 8, 8, 8], "linear_skip": True}
+    assert DemoSettings().tokenizer_settings == {
+        "quantizer": "rfsq",
+        "fsq_levels": [8, 8, 8, 8],
+        "linear_skip": True,
+        "linear_angles": True,
+    }

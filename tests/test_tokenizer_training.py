@@ -76,6 +76,7 @@ def test_small_fsq_training_reaches_usage_and_resolution(samples, tmp_path):
             "num_quantizers": 3,
             "uniformity_weight": 10.0,
             "linear_skip": True,
+            "linear_angles": True,
             "hidden_dim": 64,
             "decoder_hidden_dim": 128,
         },

@@ -76,9 +76,15 @@ class DemoSettings:
     # ResidualFSQ ([8, 8, 8, 8] × 4 levels, the same 4096 × 4 token layout as the shipped
     # ResidualVQ) at the 2-core CPU budget: a training step costs ~1/30 of a 4096-code
     # ResidualVQ step there, and at equal wall time it decodes sharper (README, Object
-    # tokenizers); with the linear skip paths, which help FSQ (and hurt ResidualVQ's φ)
+    # tokenizers); with the linear skip paths and linear φ input, which help FSQ (and hurt
+    # ResidualVQ's φ, so they are not the defaults)
     tokenizer_settings: dict | None = field(
-        default_factory=lambda: {"quantizer": "rfsq", "fsq_levels": [8, 8, 8, 8], "linear_skip": True}
+        default_factory=lambda: {
+            "quantizer": "rfsq",
+            "fsq_levels": [8, 8, 8, 8],
+            "linear_skip": True,
+            "linear_angles": True,
+        }
     )
     diagnose_objects: int = 10_000
     mass_check_events: int = 10_000

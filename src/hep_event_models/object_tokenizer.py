@@ -109,8 +109,10 @@ class ObjectTokenizerSettings:
         linear_skip: a linear path beside the decoder MLP and an MLP encoder (``SkipMLP``;
             the shipped configs turn it on).
         linear_angles: angles enter as (cos φ, sin φ, φ/s) and the decoder regresses φ/s
-            (wrap-aware loss); ``False``: (cos φ, sin φ) in and out. Used when the
-            preprocessing is fitted (``preprocessing`` module doc).
+            (wrap-aware loss); ``False`` (default): (cos φ, sin φ) in and out. Used when the
+            preprocessing is fitted (``preprocessing`` module doc). It helps ResidualFSQ with
+            ``linear_skip``; for ResidualVQ muons (600 steps) (cos, sin) gave φ 0.028
+            against 0.039, pT 1.9% against 2.2% (``benchmarks/RESULTS.md``).
         uniformity_weight: ``"rfsq"`` only: weight of the sliced Wasserstein distance
             between the latent and the uniform cube (``_uniformity_loss``), which spreads the
             latent over the first level's grid (its usage) at some cost in resolution.
@@ -143,7 +145,7 @@ class ObjectTokenizerSettings:
     raw_features: bool = False
     loss: str = "by_kind"
     linear_skip: bool = False
-    linear_angles: bool = True
+    linear_angles: bool = False
     uniformity_weight: float = 0.0
 
     @classmethod
