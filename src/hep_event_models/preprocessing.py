@@ -9,8 +9,9 @@ standard        (x - mean) / std                                 z * std + mean
 log_standard    (log(x + offset) - mean) / std                   exp(...) - offset (clipped)
 quantile        probit(F(x)), F the fitted piecewise-linear CDF  F^-1(Phi(z)); values outside
                                                                  the fitted range are clamped
-angle           (cos x, sin x, x / s), s = π/√3; the target and   wrap(z · s) into [-π, π)
-                the decoder output are x / s (wrap-aware loss)
+angle           (cos x, sin x), target (cos x, sin x)             atan2; with linear_angle:
+                linear_angle: also x / s, s = π/√3; the target   wrap(z · s) into [-π, π)
+                and the decoder output are x / s (wrap-aware loss)
 integer         (x - mean) / std, target class x - min            min + class (exact)
 binary          2x - 1, target {0, 1}                            class (exact)
 categorical     one-hot over the fitted categories               category (exact)
