@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from bench_convert import bench_convert
+from bench_hierarchy import bench_hierarchy
 from bench_models import bench_models
 
 HERE = Path(__file__).resolve().parent
@@ -490,6 +491,7 @@ SECTIONS = {
     "tokenize": ("HDF5 → Parquet tokenization", bench_tokenize),
     "convert": ("ROOT → HDF5 conversion (NanoAOD, PHYSLITE)", bench_convert),
     "models": ("Event models: headline task, label efficiency, throughput", bench_models),
+    "hierarchy": ("Flat vs feature-group (hierarchical) event models", bench_hierarchy),
 }
 
 

@@ -25,6 +25,12 @@ def event_tokenizer_card(tok, repo_id: str | None = None, revision: str | None =
         feats = ", ".join(f"{f.name} ({f.kind})" for f in t.object_config.features)
         sizes = t.codebook_sizes
         cb = f"{t.num_quantizers} levels × {sizes[0]} codes" if len(set(sizes)) == 1 else f"levels {sizes}"
+        if getattr(t, "group_levels", None):  # feature groups: one tokenizer per group
+            feats = "; ".join(
+                f"{g}: " + ", ".join(f"{f.name} ({f.kind})" for f in sub.object_config.features)
+                for g, sub in t.groups.items()
+            )
+            cb = "feature groups " + ", ".join(f"{g} {q}" for g, q in t.group_levels.items()) + f" levels × {sizes[0]} codes"
         rows.append(f"| {name} | {feats} | {cb}, dim {t.settings.codebook_dim} | {schema.TYPE_IDS[name]} |")
     diags = tok.metadata.get("diagnostics") or {}
     if diags:

@@ -116,6 +116,7 @@ def cmd_fit_tokenizer(args) -> int:
             seed=args.seed,
             device=args.device,
             val_every=args.val_every,
+            feature_groups=args.feature_groups,
             progress=not args.quiet,
         )
         print(f"wrote {tok!r} to {args.out}")
@@ -125,6 +126,32 @@ def cmd_fit_tokenizer(args) -> int:
         return 2
     from .training.tokenizer import fit_object_tokenizer
 
+    if args.feature_groups:
+        from .training.event_tokenizer import fit_grouped_object_tokenizer
+
+        summary = fit_grouped_object_tokenizer(
+            cfg_path,
+            args.data,
+            args.out,
+            settings=_parse_settings(args.set),
+            max_steps=args.max_steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            warmup_steps=args.warmup_steps,
+            val_every=args.val_every,
+            eval_every=args.eval_every,
+            checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
+            seed=args.seed,
+            device=args.device,
+            progress=not args.quiet,
+        )
+        parts = ", ".join(
+            f"{g} ({len(s['final']['val_usage'])} levels, validation loss {s['final']['val_loss']:.4f})"
+            for g, s in summary["groups"].items()
+        )
+        print(f"wrote grouped {summary['object']} tokenizer to {args.out} ({summary['seconds']:.0f} s): {parts}")
+        return 0
     summary = fit_object_tokenizer(
         cfg_path,
         args.data,
@@ -467,6 +494,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="event configs: use this already fitted object tokenizer instead of fitting one (repeatable)",
     )
     f.add_argument("--refit", action="store_true", help="event configs: refit object tokenizers already in OUT/fits")
+    f.add_argument(
+        "--feature-groups",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="tokenize objects by their config's feature groups, one tokenizer per group (event configs: "
+        "default from the config's feature_groups; object configs: off)",
+    )
     f.add_argument("--quiet", action="store_true", help="no progress bars")
     f.set_defaults(func=cmd_fit_tokenizer)
 

@@ -24,6 +24,13 @@ class HepEventConfig(BertConfig):
             not over the whole vocabulary (≈115k ids for 7 objects × 4 levels × 4,096 codes),
             ~30× less work for the same prediction task. ``"full"``: BERT's softmax over
             every id.
+        object_pooling: ``None`` (default): the flat model, one sequence position per token.
+            ``"mean"`` or ``"attention"``: the hierarchical model of seed 004: an object's
+            sub-tokens (its quantizer levels, or its feature groups' levels with a
+            grouped tokenizer) go through an inner transformer and are pooled (mean, or
+            attention with a learned query) to one vector per object; the outer BERT
+            encoder runs over ``[CLS]``, context tokens, objects and ``[SEP]`` s.
+        inner_layers: layers of the inner (per-object) transformer.
         Other arguments: as ``transformers.BertConfig`` (smaller defaults).
     """
 
@@ -45,10 +52,18 @@ class HepEventConfig(BertConfig):
         use_level_embeddings: bool = True,
         classifier_hidden_size: int | None = None,
         mlm_softmax: str = "block",
+        object_pooling: str | None = None,
+        inner_layers: int = 1,
         **kwargs,
     ):
         if mlm_softmax not in ("block", "full"):
             raise ValueError(f"mlm_softmax must be 'block' or 'full', got {mlm_softmax!r}")
+        if object_pooling not in (None, "mean", "attention"):
+            raise ValueError(f"object_pooling must be None, 'mean' or 'attention', got {object_pooling!r}")
+        if int(inner_layers) < 1:
+            raise ValueError(f"inner_layers must be >= 1, got {inner_layers}")
+        self.object_pooling = object_pooling
+        self.inner_layers = int(inner_layers)
         self.num_quantizers = num_quantizers
         self.token_blocks = [list(map(int, b)) for b in (token_blocks or [])]
         self.layout_fingerprint = layout_fingerprint

@@ -44,6 +44,7 @@ from . import __version__, schema
 from .config import ObjectConfig, resolve_config_path
 from .io.reader import CollectionBatch, EventBatch, EventReader
 from .layout import ContextSpec, TokenLayout, fingerprint
+from .grouped_tokenizer import GroupedObjectTokenizer, load_object_tokenizer
 from .object_tokenizer import ObjectTokenizer
 
 EVENT_TOKENIZER_FORMAT_VERSION = 1
@@ -57,7 +58,8 @@ class EventTokenizer:
     """Tokenizer of whole events built from per-object tokenizers.
 
     Args:
-        object_tokenizers: ``{object name: ObjectTokenizer}`` in sequence order.
+        object_tokenizers: ``{object name: ObjectTokenizer or GroupedObjectTokenizer}`` in
+            sequence order (a grouped object's tokens are its groups' levels, group after group).
         context: binned event-context scalars (``ContextSpec``), in sequence order.
         model_max_length: default ``max_length`` for truncation and ``padding="max_length"``.
         metadata: free-form provenance (training data, diagnostics) kept in the config
@@ -69,7 +71,7 @@ class EventTokenizer:
 
     def __init__(
         self,
-        object_tokenizers: Mapping[str, ObjectTokenizer],
+        object_tokenizers: Mapping[str, ObjectTokenizer | GroupedObjectTokenizer],
         context: Sequence[ContextSpec] = (),
         model_max_length: int | None = None,
         metadata: dict | None = None,
@@ -82,7 +84,11 @@ class EventTokenizer:
             t.eval()
         self.object_tokenizers = dict(object_tokenizers)
         self.context = list(context)
-        self.layout = TokenLayout(self.context, [(n, t.codebook_sizes) for n, t in self.object_tokenizers.items()])
+        self.layout = TokenLayout(
+            self.context,
+            [(n, t.codebook_sizes) for n, t in self.object_tokenizers.items()],
+            {n: t.level_labels for n, t in self.object_tokenizers.items() if getattr(t, "level_labels", None)},
+        )
         self.model_max_length = model_max_length
         self.metadata = dict(metadata or {})
         self._tokens: list[str] | None = None
@@ -597,7 +603,7 @@ class EventTokenizer:
             )
         objects = {}
         for name in cfg["objects"]:
-            objects[name] = ObjectTokenizer.from_pretrained(path / OBJECTS_DIR / name).to(device)
+            objects[name] = load_object_tokenizer(path / OBJECTS_DIR / name).to(device)
         tok = cls(
             objects,
             [ContextSpec.from_dict(c) for c in cfg["context"]],
@@ -657,7 +663,9 @@ class EventTokenizer:
 
 def load_event_config(path: str | Path) -> dict:
     """Read an event config (``tokenizer_configs/event.yaml``): ``{"objects": {name: ObjectConfig},
-    "context": [dict], "model_max_length": int | None}``; object config paths are relative to it."""
+    "context": [dict], "model_max_length": int | None, "feature_groups": bool}``; object config
+    paths are relative to it. ``feature_groups: true`` fits objects whose config has a
+    ``groups:`` section as feature groups (``grouped_tokenizer``)."""
     import yaml
 
     p = resolve_config_path(path)
@@ -678,7 +686,10 @@ def load_event_config(path: str | Path) -> dict:
     for c in ctx:
         if "name" not in c:
             raise ValueError(f"{p}: context entries need a 'name'")
-    return {"objects": objects, "context": ctx, "model_max_length": d.get("model_max_length")}
+    fg = d.get("feature_groups", False)
+    if not isinstance(fg, bool):
+        raise ValueError(f"{p}: feature_groups must be true or false, got {fg!r}")
+    return {"objects": objects, "context": ctx, "model_max_length": d.get("model_max_length"), "feature_groups": fg}
 
 
 def is_event_config(path: str | Path) -> bool:

@@ -95,11 +95,24 @@ class TokenLayout:
     Args:
         context: binned event-context scalars, in sequence order.
         objects: ``[(object name, [codebook size per level]), ...]`` in sequence order.
+        level_labels: ``{object name: [label per level]}`` for objects whose sub-tokens have
+            names (feature groups: ``"kinematics_q0"``); their token strings read
+            ``jets_kinematics_q0_17`` instead of ``jets_q0_17``.
     """
 
-    def __init__(self, context: list[ContextSpec], objects: list[tuple[str, list[int]]]):
+    def __init__(
+        self,
+        context: list[ContextSpec],
+        objects: list[tuple[str, list[int]]],
+        level_labels: dict[str, list[str]] | None = None,
+    ):
         self.context = list(context)
         self.objects = [(name, [int(s) for s in sizes]) for name, sizes in objects]
+        self.level_labels = {k: [str(x) for x in v] for k, v in (level_labels or {}).items()}
+        for name, sizes in self.objects:
+            labels = self.level_labels.get(name)
+            if labels is not None and len(labels) != len(sizes):
+                raise ValueError(f"{name}: {len(labels)} level labels for {len(sizes)} levels")
         names = [n for n, _ in self.objects]
         if len(set(names)) != len(names):
             raise ValueError(f"object names repeat in the layout: {names}")
@@ -144,7 +157,12 @@ class TokenLayout:
         for tok, i in schema.SPECIAL_TOKENS.items():
             toks[i] = tok
         for b in self.blocks:
-            prefix = f"event_{b.name}_" if b.kind == "context" else f"{b.name}_q{b.level}_"
+            if b.kind == "context":
+                prefix = f"event_{b.name}_"
+            elif b.name in self.level_labels:
+                prefix = f"{b.name}_{self.level_labels[b.name][b.level]}_"
+            else:
+                prefix = f"{b.name}_q{b.level}_"
             toks += [f"{prefix}{i}" for i in range(b.size)]
         return toks
 
@@ -156,7 +174,10 @@ class TokenLayout:
             "type_ids": dict(schema.TYPE_IDS),
             "type_vocab_size": schema.TYPE_VOCAB_SIZE,
             "context": [c.to_dict() for c in self.context],
-            "objects": [{"name": n, "codebook_sizes": s} for n, s in self.objects],
+            "objects": [
+                {"name": n, "codebook_sizes": s, **({"level_labels": self.level_labels[n]} if n in self.level_labels else {})}
+                for n, s in self.objects
+            ],
             "vocab_size": self.vocab_size,
         }
 
@@ -169,6 +190,7 @@ class TokenLayout:
         lay = cls(
             [ContextSpec.from_dict(c) for c in d["context"]],
             [(o["name"], o["codebook_sizes"]) for o in d["objects"]],
+            {o["name"]: o["level_labels"] for o in d["objects"] if "level_labels" in o},
         )
         if "vocab_size" in d and int(d["vocab_size"]) != lay.vocab_size:
             raise ValueError(f"layout says vocab_size {d['vocab_size']} but its blocks give {lay.vocab_size}")

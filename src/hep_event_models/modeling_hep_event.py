@@ -6,7 +6,13 @@ Built on ``transformers``' BERT modules. What events add:
   ``level + 1`` for object tokens), looked up from the id (the tokenizer layout is in the
   config), so the model knows coarse from fine tokens of the same object;
 - token type ids carry the object type (DESIGN §4);
-- the classification head reads the ``[CLS]`` state: Linear → ReLU → Dropout → Linear.
+- the classification head reads the ``[CLS]`` state: Linear → ReLU → Dropout → Linear;
+- optionally (``config.object_pooling``) the hierarchical model of seed 004: each object's
+  sub-tokens (quantizer levels, or feature groups × levels with a grouped tokenizer) pass
+  through an inner BERT layer and are pooled to one vector per object
+  (``HepEventObjectPooler``); the outer encoder sees one position per object. Objects are
+  found from ``token_type_ids`` (runs of one object type cut every S tokens, S the type's
+  sub-tokens per object), so ``[MASK]`` and random replacements do not hide them.
 
 ``HepEventModel``, ``HepEventForMaskedLM`` and ``HepEventForSequenceClassification`` are
 registered with the ``transformers`` Auto classes when ``hep_event_models`` is imported,
@@ -16,12 +22,13 @@ and ``register_for_auto_class`` writes ``auto_map`` for ``trust_remote_code`` us
 from __future__ import annotations
 
 import itertools
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from transformers import BertForMaskedLM, BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput
-from transformers.models.bert.modeling_bert import BertEmbeddings
+from transformers.models.bert.modeling_bert import BertEmbeddings, BertLayer
 
 from .configuration_hep_event import HepEventConfig
 
@@ -33,6 +40,122 @@ def level_table(config: HepEventConfig) -> torch.Tensor:
         if level >= 0:
             table[start : start + size] = level + 1
     return table
+
+
+def subtokens_per_type(config: HepEventConfig) -> torch.Tensor:
+    """``(type_vocab_size,)`` tokens per object of each token type (0: not an object type)."""
+    table = torch.zeros(config.type_vocab_size, dtype=torch.long)
+    for _start, _size, type_id, level in config.token_blocks:
+        if level >= 0:
+            table[type_id] += 1
+    return table
+
+
+class ObjectStructure(NamedTuple):
+    """Where each token of a ``(B, L)`` batch sits: its unit (object, or a one-token unit for
+    special and context tokens) and its place in the unit.
+
+    Attributes:
+        unit: ``(B, L)`` unit index of each token (units numbered from 0 per sequence).
+        sub: ``(B, L)`` index of the token within its unit (sub-token / level).
+        in_object: ``(B, L)`` bool, the token belongs to an object.
+        unit_types: ``(B, U)`` token type of each unit.
+        unit_mask: ``(B, U)`` 1 for units of real tokens, 0 for padding and beyond.
+        unit_is_object: ``(B, U)`` bool.
+    """
+
+    unit: torch.Tensor
+    sub: torch.Tensor
+    in_object: torch.Tensor
+    unit_types: torch.Tensor
+    unit_mask: torch.Tensor
+    unit_is_object: torch.Tensor
+
+
+def object_structure(
+    token_type_ids: torch.Tensor, attention_mask: torch.Tensor | None, subtokens: torch.Tensor
+) -> ObjectStructure:
+    """Units of event sequences from their type ids (module doc).
+
+    Args:
+        token_type_ids: ``(B, L)``.
+        attention_mask: ``(B, L)`` or ``None`` (all real).
+        subtokens: ``subtokens_per_type(config)``.
+    """
+    B, L = token_type_ids.shape
+    dev = token_type_ids.device
+    real = torch.ones_like(token_type_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    per = subtokens[token_type_ids]
+    in_object = (per > 0) & real
+    size = per.clamp(min=1)
+    prev = torch.nn.functional.pad(token_type_ids[:, :-1], (1, 0), value=-1)
+    new_run = (token_type_ids != prev) | ~in_object
+    idx = torch.arange(L, device=dev).expand(B, L)
+    run_start = torch.cummax(torch.where(new_run, idx, torch.zeros_like(idx)), dim=1).values
+    sub = torch.where(real, (idx - run_start) % size, torch.zeros_like(idx))
+    starts = (sub == 0) & real
+    unit = torch.cumsum(starts.long(), dim=1) - 1
+    n_units = starts.sum(dim=1)
+    # padding: one shared unit after a row's real units (masked out of attention)
+    unit = torch.where(real, unit, n_units[:, None].expand(B, L))
+    U = int(unit.max()) + 1 if L else 0
+    rows = torch.arange(B, device=dev)[:, None].expand(B, L)
+    unit_types = torch.zeros((B, U), dtype=torch.long, device=dev)
+    unit_types[rows[starts], unit[starts]] = token_type_ids[starts]
+    unit_mask = torch.zeros((B, U), dtype=torch.long, device=dev)
+    unit_mask[rows[starts], unit[starts]] = 1
+    unit_is_object = torch.zeros((B, U), dtype=torch.bool, device=dev)
+    unit_is_object[rows[starts], unit[starts]] = in_object[starts]
+    return ObjectStructure(unit, sub, in_object, unit_types, unit_mask, unit_is_object)
+
+
+class HepEventObjectPooler(nn.Module):
+    """Inner transformer and pooling: token embeddings ``(B, L, H)`` → unit embeddings ``(B, U, H)``.
+
+    An object's sub-tokens get a sub-token embedding (their place in the object), attend to
+    each other through ``config.inner_layers`` BERT layers, and are pooled: ``"mean"`` over
+    the sub-tokens, or ``"attention"``: softmax over ``key(x) · query`` with a learned query.
+    Special and context tokens are units of their own and pass through unchanged.
+    """
+
+    def __init__(self, config: HepEventConfig):
+        super().__init__()
+        self.pooling = config.object_pooling
+        self.sub_embeddings = nn.Embedding(max(1, config.num_quantizers), config.hidden_size)
+        self.layers = nn.ModuleList([BertLayer(config) for _ in range(config.inner_layers)])
+        if self.pooling == "attention":
+            self.key = nn.Linear(config.hidden_size, config.hidden_size)
+            self.query = nn.Embedding(1, config.hidden_size)  # a learned query (an Embedding: BERT's init)
+        self.subtokens = nn.Buffer(subtokens_per_type(config), persistent=False)
+
+    def forward(
+        self, token_embeds: torch.Tensor, structure: ObjectStructure
+    ) -> torch.Tensor:
+        B, L, H = token_embeds.shape
+        U = structure.unit_mask.shape[1]
+        S = max(1, int(self.subtokens.max()))
+        x = token_embeds + self.sub_embeddings(structure.sub.clamp(max=self.sub_embeddings.num_embeddings - 1)) * (
+            structure.in_object[..., None]
+        )
+        rows = torch.arange(B, device=x.device)[:, None].expand(B, L)
+        grid = x.new_zeros((B, U, S, H))
+        grid[rows, structure.unit, structure.sub] = x
+        present = torch.zeros((B, U, S), dtype=torch.bool, device=x.device)
+        present[rows, structure.unit, structure.sub] = True
+        units = grid[:, :, 0].clone()  # one-token units: the token itself
+        sel = structure.unit_is_object & structure.unit_mask.bool()
+        if bool(sel.any()):
+            obj, keep = grid[sel], present[sel]  # (N, S, H), (N, S)
+            mask = (~keep)[:, None, None, :].to(obj.dtype) * torch.finfo(obj.dtype).min
+            for layer in self.layers:
+                obj = layer(obj, attention_mask=mask)
+            if self.pooling == "attention":
+                score = (self.key(obj) @ self.query.weight[0]) / H**0.5
+                w = score.masked_fill(~keep, float("-inf")).softmax(dim=-1)
+            else:
+                w = keep.to(obj.dtype) / keep.sum(dim=-1, keepdim=True)
+            units[sel] = (w[..., None] * obj).sum(dim=1)
+        return units
 
 
 def check_vocabulary(config: HepEventConfig, tokenizer=None, dataset_info: dict | None = None) -> None:
@@ -71,7 +194,8 @@ class HepEventEmbeddings(BertEmbeddings):
 
     def __init__(self, config: HepEventConfig):
         super().__init__(config)
-        self.use_level_embeddings = config.use_level_embeddings
+        # the hierarchical model embeds a token's place in its object in the pooler instead
+        self.use_level_embeddings = config.use_level_embeddings and not config.object_pooling
         if self.use_level_embeddings:
             self.level_embeddings = nn.Embedding(config.num_quantizers + 1, config.hidden_size)
         self.token_level = nn.Buffer(level_table(config), persistent=False)
@@ -98,7 +222,7 @@ class HepEventEmbeddings(BertEmbeddings):
 
 
 class _HepEventInit:
-    """Shared weight init: BERT's, plus the (non-persistent) level table."""
+    """Shared weight init: BERT's, plus the (non-persistent) level and sub-token tables."""
 
     config_class = HepEventConfig
     base_model_prefix = "bert"
@@ -108,15 +232,62 @@ class _HepEventInit:
         super()._init_weights(module)
         if isinstance(module, HepEventEmbeddings):
             module.token_level.copy_(level_table(self.config).to(module.token_level.device))
+        if isinstance(module, HepEventObjectPooler):
+            module.subtokens.copy_(subtokens_per_type(self.config).to(module.subtokens.device))
 
 
 class HepEventModel(_HepEventInit, BertModel):
-    """The bare encoder: ``(B, L)`` ids → ``(B, L, hidden_size)`` states (+ pooled [CLS])."""
+    """The bare encoder: ``(B, L)`` ids → ``(B, L, hidden_size)`` states (+ pooled [CLS]).
+
+    With ``config.object_pooling`` (hierarchical model) the states are per unit,
+    ``(B, U, hidden_size)``: ``[CLS]``, context tokens, one per object, ``[SEP]`` s, in
+    sequence order (``structure(...)`` maps tokens to units); ``token_type_ids`` are required.
+    """
 
     def __init__(self, config: HepEventConfig, add_pooling_layer: bool = True):
         super().__init__(config, add_pooling_layer=add_pooling_layer)
         self.embeddings = HepEventEmbeddings(config)
+        self.object_pooler = HepEventObjectPooler(config) if config.object_pooling else None
         self.post_init()
+
+    def structure(self, token_type_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> ObjectStructure:
+        """Units of a batch (``object_structure``), for the hierarchical model."""
+        if token_type_ids is None:
+            raise ValueError(
+                "the hierarchical model (object_pooling) needs token_type_ids: they tell it where objects are"
+            )
+        return object_structure(token_type_ids, attention_mask, self.object_pooler.subtokens)
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        **kwargs,
+    ):
+        if self.object_pooler is None:
+            return super().forward(
+                input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                position_ids=position_ids,
+                inputs_embeds=inputs_embeds,
+                **kwargs,
+            )
+        if input_ids is None:
+            raise ValueError("the hierarchical model (object_pooling) takes input_ids, not inputs_embeds")
+        st = self.structure(token_type_ids, attention_mask)
+        tokens = self.embeddings.word_embeddings(input_ids)
+        units = self.object_pooler(tokens, st)
+        return super().forward(
+            None,
+            attention_mask=st.unit_mask,
+            token_type_ids=st.unit_types,
+            inputs_embeds=units,
+            **kwargs,
+        )
 
 
 class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
@@ -151,7 +322,21 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
         self._segment_sizes = [b - a for a, b in itertools.pairwise(bounds)]
         self._segment_starts = bounds[:-1]
         self._segment_in_block = in_block
+        if config.object_pooling:  # which sub-token of a unit to predict
+            self.sub_queries = nn.Embedding(max(1, config.num_quantizers), config.hidden_size)
         self.post_init()
+
+    def _token_states(self, seq: torch.Tensor, st: ObjectStructure | None, sel: torch.Tensor | None = None):
+        """Per-token states: ``seq`` itself (flat model), or, for the hierarchical model, each
+        token's unit state plus the query of its place in the unit; ``(N, H)`` at the ``True``
+        positions of ``sel`` ``(B, L)``, else ``(B, L, H)``."""
+        if st is None:
+            return seq if sel is None else seq[sel]
+        sub = st.sub.clamp(max=self.sub_queries.num_embeddings - 1)
+        if sel is None:
+            return seq.gather(1, st.unit[..., None].expand(-1, -1, seq.shape[-1])) + self.sub_queries(sub)
+        b, _p = sel.nonzero(as_tuple=True)
+        return seq[b, st.unit[sel]] + self.sub_queries(sub[sel])
 
     def _block_softmax_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of ``labels`` ``(N,)`` given masked states ``hidden`` ``(N, H)``,
@@ -196,18 +381,19 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
             **kwargs,
         )
         seq = out.last_hidden_state
+        st = self.bert.structure(token_type_ids, attention_mask) if self.config.object_pooling else None
         loss = None
         if labels is not None and not return_all_logits:
             sel = labels != -100
             if not bool(sel.any()):
                 logits, loss = None, seq.sum() * 0.0
             elif self.config.mlm_softmax == "block":
-                logits, loss = None, self._block_softmax_loss(seq[sel], labels[sel])
+                logits, loss = None, self._block_softmax_loss(self._token_states(seq, st, sel), labels[sel])
             else:
-                logits = self.cls(seq[sel])
+                logits = self.cls(self._token_states(seq, st, sel))
                 loss = nn.functional.cross_entropy(logits.float(), labels[sel])
         else:
-            logits = self.cls(seq)
+            logits = self.cls(self._token_states(seq, st))
             if labels is not None:
                 loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1))
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)

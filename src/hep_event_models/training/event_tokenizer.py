@@ -22,6 +22,8 @@ from tqdm.auto import tqdm
 from ..event_tokenizer import EventTokenizer, load_event_config
 from ..io.reader import EventReader, expand_files
 from ..layout import ContextSpec
+from ..grouped_tokenizer import GROUPS_FILE, GroupedObjectTokenizer, load_object_tokenizer
+from ..grouped_tokenizer import feature_groups as _object_groups
 from ..object_tokenizer import ObjectTokenizer
 from .tokenizer import fit_object_tokenizer, held_out, validation_set
 
@@ -56,7 +58,7 @@ def fit_context(specs: list[dict], data, val_every: int = 20, max_events: int | 
     return out
 
 
-def _fit_one(name: str, cfg_dict: dict, data, out: str, kwargs: dict, threads: int) -> dict:
+def _fit_one(name: str, cfg_dict: dict, data, out: str, kwargs: dict, threads: int, grouped: bool = False) -> dict:
     import torch
 
     from ..config import ObjectConfig
@@ -68,11 +70,55 @@ def _fit_one(name: str, cfg_dict: dict, data, out: str, kwargs: dict, threads: i
         faiss.omp_set_num_threads(threads)
     except ImportError:  # pragma: no cover
         pass
-    return fit_object_tokenizer(ObjectConfig.from_dict(cfg_dict), data, out, **kwargs)
+    fit = fit_grouped_object_tokenizer if grouped else fit_object_tokenizer
+    return fit(ObjectConfig.from_dict(cfg_dict), data, out, **kwargs)
 
 
-def _finished(d: Path) -> bool:
-    return (d / "training_summary.json").exists() and (d / "model.safetensors").exists()
+def _finished(d: Path, grouped: bool = False) -> bool:
+    """A finished fit of the wanted kind in ``d`` (a flat fit is unfinished where ``groups.json``
+    says the directory holds a grouped one, and the other way round)."""
+    if not (d / "training_summary.json").exists():
+        return False
+    if grouped:
+        return (d / GROUPS_FILE).exists()
+    return (d / "model.safetensors").exists() and not (d / GROUPS_FILE).exists()
+
+
+def fit_grouped_object_tokenizer(config, data, out_dir: str | Path, resume: bool = False, **kwargs) -> dict:
+    """Fit one ``ObjectTokenizer`` per feature group of ``config`` (``groups:`` section) into
+    ``out_dir/<group>/`` and save the ``GroupedObjectTokenizer`` to ``out_dir``.
+
+    ``kwargs`` go to ``fit_object_tokenizer`` for every group (``settings`` override the
+    groups' own ``tokenizer:`` sections too). With ``resume``, finished groups are kept and
+    an interrupted one continues from its checkpoint. Returns the summary also written to
+    ``out_dir/training_summary.json``: ``{"object", "groups": {group: summary}, "seconds"}``.
+    """
+    from ..config import ObjectConfig, load_object_config
+
+    cfg = config if isinstance(config, ObjectConfig) else load_object_config(config)
+    groups = _object_groups(cfg)
+    if not groups:
+        raise ValueError(f"the {cfg.object} config defines no feature groups ('groups:' section)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "training_summary.json").unlink(missing_ok=True)
+    summaries = {}
+    for gname, gcfg in groups.items():
+        d = out / gname
+        if resume and _finished(d):
+            summaries[gname] = json.loads((d / "training_summary.json").read_text())
+        else:
+            summaries[gname] = fit_object_tokenizer(gcfg, data, d, resume=resume, **kwargs)
+    tok = GroupedObjectTokenizer(cfg, {g: ObjectTokenizer.from_pretrained(out / g) for g in groups})
+    tok.save_pretrained(out)
+    summary = {
+        "object": cfg.object,
+        "groups": summaries,
+        "seconds": sum(s["seconds"] for s in summaries.values()),
+        "model": tok.describe(),
+    }
+    (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 def fit_event_tokenizer(
@@ -92,6 +138,7 @@ def fit_event_tokenizer(
     val_every: int = 20,
     settings: dict | None = None,
     diagnose_objects: int = 20_000,
+    feature_groups: bool | None = None,
     progress: bool = True,
 ) -> EventTokenizer:
     """Fit (or assemble) every object tokenizer of an event config and save the EventTokenizer.
@@ -107,8 +154,13 @@ def fit_event_tokenizer(
         lr, min_lr_ratio: peak learning rate and the floor of its cosine decay, as a fraction
             of ``lr``, after ``warmup_steps`` of linear warm-up (``fit_object_tokenizer``).
         diagnose_objects: held-out objects per type for the diagnostics summary (0: none).
+        feature_groups: tokenize objects whose config has ``groups:`` as feature groups
+            (``GroupedObjectTokenizer``, one tokenizer per group); ``None``: the event
+            config's ``feature_groups`` (default false).
     """
     ev = load_event_config(config)
+    use_groups = ev["feature_groups"] if feature_groups is None else bool(feature_groups)
+    grouped = {n for n, oc in ev["objects"].items() if use_groups and _object_groups(oc)}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = expand_files(data)
@@ -121,8 +173,10 @@ def fit_event_tokenizer(
         if name in object_dirs:
             continue
         d = out / FITS_DIR / name
-        if refit or not _finished(d):
+        if refit or not _finished(d, name in grouped):
             todo.append(name)
+            if name not in grouped:
+                (d / GROUPS_FILE).unlink(missing_ok=True)  # a flat fit replaces a grouped one
     kwargs = dict(
         settings=settings,
         max_steps=max_steps,
@@ -151,6 +205,7 @@ def fit_event_tokenizer(
                         str(out / FITS_DIR / n),
                         kwargs,
                         threads,
+                        n in grouped,
                     ): n
                     for n in todo
                 }
@@ -160,11 +215,12 @@ def fit_event_tokenizer(
                     fut.result()
         else:
             for n in todo:
-                fit_object_tokenizer(ev["objects"][n], files, out / FITS_DIR / n, **kwargs)
+                fit = fit_grouped_object_tokenizer if n in grouped else fit_object_tokenizer
+                fit(ev["objects"][n], files, out / FITS_DIR / n, **kwargs)
     objects = {}
     for name in ev["objects"]:
         d = object_dirs.get(name, out / FITS_DIR / name)
-        t = ObjectTokenizer.from_pretrained(d)
+        t = load_object_tokenizer(d)
         if t.object != name:
             raise ValueError(f"{d}: holds a tokenizer for {t.object!r}, expected {name!r}")
         objects[name] = t
@@ -194,6 +250,7 @@ def fit_event_tokenizer(
             {
                 "objects": list(objects),
                 "fitted": todo,
+                "feature_groups": {n: objects[n].group_names for n in sorted(grouped)},
                 "assembled": {k: str(v) for k, v in object_dirs.items()},
                 "fingerprint": tok.fingerprint,
                 "vocab_size": tok.vocab_size,

@@ -31,6 +31,14 @@ class ModelArguments:
     hidden_dropout_prob: float = 0.1
     attention_probs_dropout_prob: float = 0.1
     use_level_embeddings: bool = True
+    object_pooling: str | None = field(
+        default=None,
+        metadata={
+            "help": "hierarchical model (seed 004): pool each object's sub-tokens with an inner transformer, "
+            "'mean' or 'attention' (default: the flat model)"
+        },
+    )
+    inner_layers: int = field(default=1, metadata={"help": "layers of the inner per-object transformer"})
     freeze_backbone: bool = field(default=False, metadata={"help": "fine-tuning: train only the head"})
 
 
@@ -150,6 +158,8 @@ def _encoder_kwargs(model_args: ModelArguments) -> dict:
         "hidden_dropout_prob": model_args.hidden_dropout_prob,
         "attention_probs_dropout_prob": model_args.attention_probs_dropout_prob,
         "use_level_embeddings": model_args.use_level_embeddings,
+        "object_pooling": model_args.object_pooling or None,
+        "inner_layers": model_args.inner_layers,
     }
 
 
