@@ -257,3 +257,22 @@ def test_hierarchical_pretraining_lowers_the_loss(grouped_dir, samples):
     block = [next(b for b in cfg.token_blocks if b[0] <= lab < b[0] + b[1]) for lab in labels]
     unigram = -np.mean(np.log([freq[lab] / freq[b[0] : b[0] + b[1]].sum() for lab, b in zip(labels, block, strict=True)]))
     assert after < before - 0.15 and after < unigram + 0.05, (before, after, unigram)
+
+
+def test_flat_model_gives_masked_tokens_their_level(grouped_dir, samples):
+    """Levels come from the object structure, so a [MASK] keeps the level of the token it hides."""
+    from hep_event_models import HepEventModel, schema
+    from hep_event_models.event_tokenizer import EventTokenizer
+
+    tok = EventTokenizer.from_pretrained(grouped_dir)
+    events = next(iter(tok.reader(samples["ttbar"], chunk_size=16)))
+    enc = tok(events, padding=True, return_tensors="pt")
+    emb = HepEventModel(_tiny_config(tok, None)).embeddings
+    ids, types = enc["input_ids"], enc["token_type_ids"]
+    levels = emb.levels(ids, types)
+    torch.testing.assert_close(levels, emb.token_level[ids])  # unmasked: the ids' own levels
+    obj = emb.token_level[ids] > 0
+    masked = torch.where(obj, torch.full_like(ids, schema.MASK_ID), ids)
+    torch.testing.assert_close(emb.levels(masked, types), levels)
+    assert levels[obj].max() == 8  # jets: 8 sub-tokens
+    assert (emb.levels(masked, None)[obj] == 0).all()  # without type ids only the ids are known

@@ -190,7 +190,13 @@ def check_vocabulary(config: HepEventConfig, tokenizer=None, dataset_info: dict 
 
 
 class HepEventEmbeddings(BertEmbeddings):
-    """BERT embeddings (word + position + type) plus a quantizer-level embedding."""
+    """BERT embeddings (word + position + type) plus a quantizer-level embedding.
+
+    A token's level comes from its place in its object, found from ``token_type_ids``
+    (``object_structure``), so ``[MASK]`` tokens keep theirs: a masked object's tokens say
+    "level 0, 1, 2, 3 of a jet" instead of four identical ``[MASK]`` s that only absolute
+    positions tell apart. Without type ids, levels are looked up from the ids.
+    """
 
     def __init__(self, config: HepEventConfig):
         super().__init__(config)
@@ -199,6 +205,15 @@ class HepEventEmbeddings(BertEmbeddings):
         if self.use_level_embeddings:
             self.level_embeddings = nn.Embedding(config.num_quantizers + 1, config.hidden_size)
         self.token_level = nn.Buffer(level_table(config), persistent=False)
+        self.subtokens = nn.Buffer(subtokens_per_type(config), persistent=False)
+
+    def levels(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+        """``(B, L)`` level ids: ``level + 1`` for object tokens, 0 for special and context tokens."""
+        from_ids = self.token_level[input_ids]
+        if token_type_ids is None:
+            return from_ids
+        st = object_structure(token_type_ids, None, self.subtokens)
+        return torch.where(st.in_object, st.sub + 1, from_ids).clamp(max=self.level_embeddings.num_embeddings - 1)
 
     def forward(
         self,
@@ -211,7 +226,7 @@ class HepEventEmbeddings(BertEmbeddings):
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
             if self.use_level_embeddings:
-                inputs_embeds = inputs_embeds + self.level_embeddings(self.token_level[input_ids])
+                inputs_embeds = inputs_embeds + self.level_embeddings(self.levels(input_ids, token_type_ids))
         return super().forward(
             input_ids=None,
             token_type_ids=token_type_ids,
@@ -232,6 +247,7 @@ class _HepEventInit:
         super()._init_weights(module)
         if isinstance(module, HepEventEmbeddings):
             module.token_level.copy_(level_table(self.config).to(module.token_level.device))
+            module.subtokens.copy_(subtokens_per_type(self.config).to(module.subtokens.device))
         if isinstance(module, HepEventObjectPooler):
             module.subtokens.copy_(subtokens_per_type(self.config).to(module.subtokens.device))
 
