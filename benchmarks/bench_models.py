@@ -21,13 +21,28 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def bench_models(quick: bool, opts=None) -> tuple[dict, str]:
+def bench_models(
+    quick: bool, opts=None, config: str = "event", object_pooling: str | None = None, max_length: int = 128
+) -> tuple[dict, str]:
+    """The demo pipeline; ``config``, ``object_pooling`` and ``max_length`` select the variant
+    (section ``models``: flat tokens and BERT; ``models_groups``: feature-group tokens and the
+    hierarchical model)."""
     from hep_event_models.demo import run_demo
 
     scale = 0.1 if quick else float(getattr(opts, "models_scale", 1.0) or 1.0)
     device = getattr(opts, "device", None) or "cpu"
-    work = HERE / "_work" / f"models-scale{scale:g}-{device.replace(':', '')}"
-    r = run_demo(work, scale=scale, seed=0, device=device, progress=True)
+    variant = "" if config == "event" and object_pooling is None else f"-{config}-{object_pooling or 'flat'}"
+    work = HERE / "_work" / f"models{variant}-scale{scale:g}-{device.replace(':', '')}"
+    r = run_demo(
+        work,
+        scale=scale,
+        seed=0,
+        device=device,
+        config=config,
+        progress=True,
+        object_pooling=object_pooling,
+        max_length=max_length,
+    )
     s = r["settings"]
     head = r["headline"]
     inc = r["inclusive"]["evaluation"]
@@ -37,6 +52,8 @@ def bench_models(quick: bool, opts=None) -> tuple[dict, str]:
     res = {
         "scale": scale,
         "device": device,
+        "config": config,
+        "object_pooling": object_pooling,
         "settings": s,
         "headline": {
             "labelled_events": best["labelled_events"],
@@ -74,8 +91,9 @@ def bench_models(quick: bool, opts=None) -> tuple[dict, str]:
     }
     gap = best["pretrained_auc"] - head["gbdt_auc"]
     smallest = curve[0]
+    extra = "" if not variant else f" --config {config} --object-pooling {object_pooling} --max-length {max_length}"
     md = [
-        f"`hep-event-models demo --scale {scale:g} --device {device}` pipeline: {s['train_events']:,} training and "
+        f"`hep-event-models demo --scale {scale:g} --device {device}{extra}` pipeline: {s['train_events']:,} training and "
         f"{s['test_events']:,} test events per process and file, tokenizers "
         f"{(s['tokenizer_settings'] or {}).get('quantizer', 'rvq')} {s['tokenizer_steps']} steps, "
         f"BERT {s['num_hidden_layers']} layers × {s['hidden_size']} ({res['parameters']:,} parameters with the "

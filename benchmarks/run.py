@@ -492,6 +492,10 @@ SECTIONS = {
     "convert": ("ROOT → HDF5 conversion (NanoAOD, PHYSLITE)", bench_convert),
     "models": ("Event models: headline task, label efficiency, throughput", bench_models),
     "hierarchy": ("Flat vs feature-group (hierarchical) event models", bench_hierarchy),
+    "models_groups": (
+        "Event models with feature-group tokens and the hierarchical model: headline task",
+        lambda quick, opts: bench_models(quick, opts, config="event_groups", object_pooling="attention", max_length=256),
+    ),
 }
 
 

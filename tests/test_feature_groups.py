@@ -141,6 +141,16 @@ def test_grouped_object_tokenizer_alone(grouped_dir, samples):
         t.decode(codes[..., :4])
 
 
+def test_diagnose_a_grouped_tokenizer_directory(grouped_dir, samples, tmp_path):
+    from hep_event_models.diagnostics import diagnose
+
+    m = diagnose(f"{grouped_dir}/objects/muons", samples["hzz4l"], tmp_path, max_objects=3000, plots=True)
+    assert [lv["level"] for lv in m["levels"]] == list(range(6))
+    assert m["features"]["charge"]["exact_match"] > 0.99
+    assert set(m["tokenizer"]["groups"]) == {"kinematics", "id_iso"}
+    assert (tmp_path / "diagnostics.json").exists() and (tmp_path / "codebook_usage.png").exists()
+
+
 # -- hierarchical model ------------------------------------------------------------------
 def _tiny_config(tok, pooling, **kw):
     from hep_event_models import HepEventConfig

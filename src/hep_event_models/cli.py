@@ -382,6 +382,8 @@ def cmd_demo(args) -> int:
         force=args.force,
         progress=not args.quiet,
         **({"tokenizer_settings": {"quantizer": "rvq"}} if args.tokenizer_quantizer == "rvq" else {}),
+        **({"object_pooling": args.object_pooling} if args.object_pooling else {}),
+        **({"max_length": args.max_length} if args.max_length else {}),
     )
     head, inc = r["headline"], r["inclusive"]["evaluation"]
     usage = min(
@@ -683,6 +685,14 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--device", default="cpu", help="cpu or cuda[:N] for training")
     dm.add_argument("--config", default="event", help="event tokenizer config (shipped name or path)")
     dm.add_argument("--force", action="store_true", help="forget finished stages and run them again")
+    dm.add_argument(
+        "--object-pooling",
+        choices=("mean", "attention"),
+        default=None,
+        help="train the hierarchical model (one outer position per object) instead of the flat BERT; "
+        "pair with --config event_groups for feature-group tokens",
+    )
+    dm.add_argument("--max-length", type=int, default=None, help="token sequence length (default 128)")
     dm.add_argument(
         "--tokenizer-quantizer",
         choices=["rfsq", "rvq"],

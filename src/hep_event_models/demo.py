@@ -97,6 +97,8 @@ class DemoSettings:
     finetune_steps: int = 150
     batch_size: int = 32
     label_budgets: tuple[int, ...] = (1000, 3000, 10_000)
+    # None: the flat BERT; "mean" / "attention": the hierarchical model (HepEventConfig.object_pooling)
+    object_pooling: str | None = None
 
     @classmethod
     def from_scale(cls, scale: float = 1.0, seed: int = 0, device: str = "cpu", **overrides) -> DemoSettings:
@@ -333,7 +335,16 @@ def _fit(out: Path, s: DemoSettings, config: str, progress: bool) -> dict:
     fits = {}
     for name in tok.objects:
         summ = json.loads((out / "tokenizer" / "fits" / name / "training_summary.json").read_text())
-        fits[name] = {"seconds": summ["seconds"], "steps": summ["steps"], "settings": summ["model"]["settings"]}
+        if "groups" in summ:  # feature groups: one fit per group
+            first = next(iter(summ["groups"].values()))
+            fits[name] = {
+                "seconds": summ["seconds"],
+                "steps": first["steps"],
+                "settings": first["model"]["settings"],
+                "groups": {g: v["model"]["settings"]["num_quantizers"] for g, v in summ["groups"].items()},
+            }
+        else:
+            fits[name] = {"seconds": summ["seconds"], "steps": summ["steps"], "settings": summ["model"]["settings"]}
     return {
         "objects": tok.objects,
         "vocab_size": tok.vocab_size,
@@ -455,6 +466,7 @@ def _pretrain(out: Path, s: DemoSettings, progress: bool) -> dict:
         num_attention_heads=s.num_attention_heads,
         intermediate_size=s.intermediate_size,
         max_position_embeddings=s.max_length,
+        object_pooling=s.object_pooling,
     )
     dargs = DataArguments(tokenizer=str(out / "tokenizer"), train_data=str(out / "tokens" / "all"))
     targs = _training_args(out / "models" / "pretrain", s, s.pretrain_steps, 5e-4, progress, s.pretrain_steps // 10)
@@ -493,6 +505,7 @@ def _finetune_one(
         num_attention_heads=s.num_attention_heads,
         intermediate_size=s.intermediate_size,
         max_position_embeddings=s.max_length,
+        object_pooling=s.object_pooling,
     )
     dargs = DataArguments(
         tokenizer=str(out / "tokenizer"),

@@ -169,7 +169,10 @@ def diagnose(
     from .io.reader import EventReader
     from .training.tokenizer import held_out
 
-    tok = tokenizer if isinstance(tokenizer, ObjectTokenizer) else ObjectTokenizer.from_pretrained(tokenizer)
+    from .grouped_tokenizer import GroupedObjectTokenizer, load_object_tokenizer
+
+    grouped = isinstance(tokenizer, GroupedObjectTokenizer)
+    tok = tokenizer if isinstance(tokenizer, ObjectTokenizer) or grouped else load_object_tokenizer(tokenizer)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vals, n = [], 0

@@ -3,8 +3,9 @@
 Built on ``transformers``' BERT modules. What events add:
 
 - a learned embedding of each token's quantizer level (0 for special and context tokens,
-  ``level + 1`` for object tokens), looked up from the id (the tokenizer layout is in the
-  config), so the model knows coarse from fine tokens of the same object;
+  ``level + 1`` for object tokens), from the token's place in its object (found from the
+  type ids; from the id when there are none), so the model knows coarse from fine tokens of
+  the same object, also where they are masked;
 - token type ids carry the object type (DESIGN §4);
 - the classification head reads the ``[CLS]`` state: Linear → ReLU → Dropout → Linear;
 - optionally (``config.object_pooling``) the hierarchical model of seed 004: each object's
@@ -317,6 +318,11 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
     softmax is over every id (BERT's loss) and ``logits`` is ``(N_masked, vocab_size)``, in the
     order of ``labels[labels != -100]``. Without ``labels``, or with ``return_all_logits=True``,
     ``logits`` is ``(B, L, vocab_size)`` as in ``BertForMaskedLM`` (and the loss is the full one).
+
+    Hierarchical model (``config.object_pooling``): the encoder's states are per object; a
+    token is predicted from its object's state plus a learned query for its place in the
+    object (``sub_queries``), so every sub-token of a masked object gets its own prediction
+    and logits stay per token, ``(B, L, ·)``.
     """
 
     def __init__(self, config: HepEventConfig):
