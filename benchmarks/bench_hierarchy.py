@@ -122,6 +122,39 @@ def bench_hierarchy(quick: bool, opts=None) -> tuple[dict, str]:
             if not (d / "manifest.json").exists():
                 tokenize_dataset(tdir, files[split], d, max_length=256, truncation=True, progress=True)
 
+    def control():
+        """Jets alone, flat, with as many levels (bits) as the feature-group jets: is it the bits?"""
+        from hep_event_models.diagnostics import tokenizer_metrics
+        from hep_event_models.object_tokenizer import ObjectTokenizer
+        from hep_event_models.scan import summarize
+        from hep_event_models.training.tokenizer import fit_object_tokenizer, validation_set
+
+        torch.manual_seed(0)
+        d = work / "tokenizer_flat8_jets"
+        summ = fit_object_tokenizer(
+            "jets",
+            files["train"],
+            d,
+            settings={**s.tokenizer_settings, "num_quantizers": 8},
+            max_steps=s.tokenizer_steps,
+            batch_size=s.tokenizer_batch,
+            lr=s.tokenizer_lr,
+            min_lr_ratio=s.tokenizer_min_lr_ratio,
+            warmup_steps=max(1, s.tokenizer_steps // 10),
+            device=device,
+            progress=True,
+        )
+        t = ObjectTokenizer.from_pretrained(d)
+        v, m = validation_set(t.object_config, files["train"], 20, max_objects=s.diagnose_objects)
+        return {
+            "seconds": summ["seconds"],
+            "vocab_size": None,
+            "tokens_per_object": {"jets": 8},
+            "diagnostics": {"jets": summarize(tokenizer_metrics(t, v[m]))},
+        }
+
+    tokenizers["flat, jets only, 8 levels"] = _once(work / "fit_flat8_jets.json", control)
+
     rows = []
     for name, kind, pooling in VARIANTS:
         slug = f"{kind}-{pooling or 'flat'}"
@@ -212,7 +245,8 @@ def _markdown(res: dict) -> str:
             return "–" if d.get(k) is None else format(d[k], spec)
 
         md.append(
-            f"| {kind} | {t['seconds']:.0f} | {t['vocab_size']:,} | {t['tokens_per_object']['jets']} | "
+            f"| {kind} | {t['seconds']:.0f} | {'–' if t['vocab_size'] is None else format(t['vocab_size'], ',')} | "
+            f"{t['tokens_per_object']['jets']} | "
             f"{f(j, 'pt_resolution')} | {f(j, 'eta_resolution')} | {f(j, 'phi_resolution')} | "
             f"{f(j, 'score_ks_max')} | {f(m, 'pt_resolution')} | {f(m, 'eta_resolution')} | "
             f"{f(m, 'phi_resolution')} | {f(m, 'discrete_exact_min')} |"
@@ -226,6 +260,15 @@ def _markdown(res: dict) -> str:
         "(jets 96, leptons and photons 72, MET 48), so the groups buy their fidelity with longer sequences, "
         "which the hierarchical model folds back to one position per object.",
     ]
+    c = tk.get("flat, jets only, 8 levels", {}).get("diagnostics", {}).get("jets")
+    if c:
+        md += [
+            "",
+            f"Control: a flat jets tokenizer with 8 levels (96 bits, as many as the feature-group jets) at the same "
+            f"steps decodes pT {c['pt_resolution']:.3f}, η {c['eta_resolution']:.3f}, φ {c['phi_resolution']:.3f}, "
+            f"scores KS {c['score_ks_max']:.3f}: no better than with 4 levels. The gain of the feature groups comes "
+            "from giving each group its own encoder, latent and decoder, not from the extra bits.",
+        ]
     if counts > 0.95 and worst > counts:
         md += [
             "",
