@@ -117,7 +117,9 @@ def fit_grouped_object_tokenizer(config, data, out_dir: str | Path, resume: bool
         "seconds": sum(s["seconds"] for s in summaries.values()),
         "model": tok.describe(),
     }
-    (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    tmp = out / ".training_summary.json.tmp"  # written last and atomically: it marks the fit finished
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.replace(out / "training_summary.json")
     return summary
 
 
