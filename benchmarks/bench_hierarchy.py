@@ -241,10 +241,20 @@ def bench_hierarchy(quick: bool, opts=None) -> tuple[dict, str]:
         r = _once(work / f"result_{slug}.json", run)
         rows.append({"variant": name, "tokenizer": kind, "object_pooling": pooling, **r})
 
-    res = {"settings": {"finetune_steps": steps, "batch_size": s.batch_size, "train_events": s.train_events,
-                        "test_events": s.test_events, "tokenizer_steps": s.tokenizer_steps,
-                        "tokenizer_settings": s.tokenizer_settings, "objects": list(OBJECTS)},
-           "tokenizers": tokenizers, "long_kinematics": long_fits, "variants": rows}
+    res = {
+        "settings": {
+            "finetune_steps": steps,
+            "batch_size": s.batch_size,
+            "train_events": s.train_events,
+            "test_events": s.test_events,
+            "tokenizer_steps": s.tokenizer_steps,
+            "tokenizer_settings": s.tokenizer_settings,
+            "objects": list(OBJECTS),
+        },
+        "tokenizers": tokenizers,
+        "long_kinematics": long_fits,
+        "variants": rows,
+    }
     return res, _markdown(res)
 
 

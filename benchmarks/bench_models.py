@@ -93,7 +93,8 @@ def bench_models(
     smallest = curve[0]
     extra = "" if not variant else f" --config {config} --object-pooling {object_pooling} --max-length {max_length}"
     md = [
-        f"`hep-event-models demo --scale {scale:g} --device {device}{extra}` pipeline: {s['train_events']:,} training and "
+        f"`hep-event-models demo --scale {scale:g} --device {device}{extra}` pipeline: "
+        f"{s['train_events']:,} training and "
         f"{s['test_events']:,} test events per process and file, tokenizers "
         f"{(s['tokenizer_settings'] or {}).get('quantizer', 'rvq')} {s['tokenizer_steps']} steps, "
         f"BERT {s['num_hidden_layers']} layers × {s['hidden_size']} ({res['parameters']:,} parameters with the "

@@ -494,7 +494,9 @@ SECTIONS = {
     "hierarchy": ("Flat vs feature-group (hierarchical) event models", bench_hierarchy),
     "models_groups": (
         "Event models with feature-group tokens and the hierarchical model: headline task",
-        lambda quick, opts: bench_models(quick, opts, config="event_groups", object_pooling="attention", max_length=256),
+        lambda quick, opts: bench_models(
+            quick, opts, config="event_groups", object_pooling="attention", max_length=256
+        ),
     ),
 }
 

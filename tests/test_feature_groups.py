@@ -265,7 +265,9 @@ def test_hierarchical_pretraining_lowers_the_loss(grouped_dir, samples):
     freq = np.bincount(ids, minlength=cfg.vocab_size).astype(float)
     labels = eval_batch["labels"][eval_batch["labels"] != -100].numpy()
     block = [next(b for b in cfg.token_blocks if b[0] <= lab < b[0] + b[1]) for lab in labels]
-    unigram = -np.mean(np.log([freq[lab] / freq[b[0] : b[0] + b[1]].sum() for lab, b in zip(labels, block, strict=True)]))
+    unigram = -np.mean(
+        np.log([freq[lab] / freq[b[0] : b[0] + b[1]].sum() for lab, b in zip(labels, block, strict=True)])
+    )
     assert after < before - 0.15 and after < unigram + 0.05, (before, after, unigram)
 
 
@@ -286,3 +288,57 @@ def test_flat_model_gives_masked_tokens_their_level(grouped_dir, samples):
     torch.testing.assert_close(emb.levels(masked, types), levels)
     assert levels[obj].max() == 8  # jets: 8 sub-tokens
     assert (emb.levels(masked, None)[obj] == 0).all()  # without type ids only the ids are known
+
+
+def test_cli_fits_a_grouped_object_tokenizer_and_resumes(small_file, tmp_path, capsys):
+    from hep_event_models.cli import main
+
+    args = [
+        "fit-tokenizer",
+        "--config",
+        "muons",
+        "--data",
+        small_file,
+        "--out",
+        str(tmp_path / "mu"),
+        "--max-steps",
+        "20",
+        "--batch-size",
+        "256",
+        "--eval-every",
+        "10",
+        "--quiet",
+        "--feature-groups",
+        "--set",
+        "codebook_size=16",
+        "--set",
+        "hidden_dim=16",
+        "--set",
+        "decoder_hidden_dim=32",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "wrote grouped muons tokenizer" in out and "kinematics (4 levels" in out and "id_iso (2 levels" in out
+    t = load_object_tokenizer(tmp_path / "mu")
+    assert isinstance(t, GroupedObjectTokenizer) and t.codebook_sizes == [16] * 6
+    # --resume keeps finished groups: same weights
+    before = {k: v.clone() for k, v in t.state_dict().items()}
+    assert main([*args, "--resume"]) == 0
+    after = load_object_tokenizer(tmp_path / "mu").state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(ValueError, match="no feature groups"):
+        main(
+            [
+                "fit-tokenizer",
+                "--config",
+                "met",
+                "--data",
+                small_file,
+                "--out",
+                str(tmp_path / "met"),
+                "--max-steps",
+                "5",
+                "--quiet",
+                "--feature-groups",
+            ]
+        )

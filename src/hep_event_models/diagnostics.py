@@ -166,10 +166,9 @@ def diagnose(
     import json
     from pathlib import Path
 
+    from .grouped_tokenizer import GroupedObjectTokenizer, load_object_tokenizer
     from .io.reader import EventReader
     from .training.tokenizer import held_out
-
-    from .grouped_tokenizer import GroupedObjectTokenizer, load_object_tokenizer
 
     grouped = isinstance(tokenizer, GroupedObjectTokenizer)
     tok = tokenizer if isinstance(tokenizer, ObjectTokenizer) or grouped else load_object_tokenizer(tokenizer)

@@ -42,9 +42,9 @@ from transformers import BatchEncoding
 
 from . import __version__, schema
 from .config import ObjectConfig, resolve_config_path
+from .grouped_tokenizer import GroupedObjectTokenizer, load_object_tokenizer
 from .io.reader import CollectionBatch, EventBatch, EventReader
 from .layout import ContextSpec, TokenLayout, fingerprint
-from .grouped_tokenizer import GroupedObjectTokenizer, load_object_tokenizer
 from .object_tokenizer import ObjectTokenizer
 
 EVENT_TOKENIZER_FORMAT_VERSION = 1

@@ -185,7 +185,9 @@ class GroupedObjectTokenizer(nn.Module):
         (rows with any code -1 decode to 0)."""
         codes = np.asarray(codes)
         if codes.shape[-1] != self.num_quantizers:
-            raise ValueError(f"{self.object}: codes have {codes.shape[-1]} levels, the groups make {self.num_quantizers}")
+            raise ValueError(
+                f"{self.object}: codes have {codes.shape[-1]} levels, the groups make {self.num_quantizers}"
+            )
         out = np.zeros((*codes.shape[:-1], len(self.feature_names)), dtype=np.float64)
         valid = (codes >= 0).all(axis=-1)
         start = 0
@@ -243,7 +245,9 @@ def is_grouped_dir(path: str | Path) -> bool:
 
 def load_object_tokenizer(path: str | Path) -> ObjectTokenizer | GroupedObjectTokenizer:
     """An ``ObjectTokenizer`` or a ``GroupedObjectTokenizer`` from its directory."""
-    return GroupedObjectTokenizer.from_pretrained(path) if is_grouped_dir(path) else ObjectTokenizer.from_pretrained(path)
+    return (
+        GroupedObjectTokenizer.from_pretrained(path) if is_grouped_dir(path) else ObjectTokenizer.from_pretrained(path)
+    )
 
 
 __all__ = ["GroupedObjectTokenizer", "feature_groups", "is_grouped_dir", "load_object_tokenizer"]

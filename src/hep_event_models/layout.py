@@ -175,7 +175,11 @@ class TokenLayout:
             "type_vocab_size": schema.TYPE_VOCAB_SIZE,
             "context": [c.to_dict() for c in self.context],
             "objects": [
-                {"name": n, "codebook_sizes": s, **({"level_labels": self.level_labels[n]} if n in self.level_labels else {})}
+                {
+                    "name": n,
+                    "codebook_sizes": s,
+                    **({"level_labels": self.level_labels[n]} if n in self.level_labels else {}),
+                }
                 for n, s in self.objects
             ],
             "vocab_size": self.vocab_size,

@@ -129,14 +129,14 @@ class HepEventObjectPooler(nn.Module):
             self.query = nn.Embedding(1, config.hidden_size)  # a learned query (an Embedding: BERT's init)
         self.subtokens = nn.Buffer(subtokens_per_type(config), persistent=False)
 
-    def forward(
-        self, token_embeds: torch.Tensor, structure: ObjectStructure
-    ) -> torch.Tensor:
+    def forward(self, token_embeds: torch.Tensor, structure: ObjectStructure) -> torch.Tensor:
         B, L, H = token_embeds.shape
         U = structure.unit_mask.shape[1]
         S = max(1, int(self.subtokens.max()))
-        x = token_embeds + self.sub_embeddings(structure.sub.clamp(max=self.sub_embeddings.num_embeddings - 1)) * (
-            structure.in_object[..., None]
+        x = (
+            token_embeds
+            + self.sub_embeddings(structure.sub.clamp(max=self.sub_embeddings.num_embeddings - 1))
+            * (structure.in_object[..., None])
         )
         rows = torch.arange(B, device=x.device)[:, None].expand(B, L)
         grid = x.new_zeros((B, U, S, H))

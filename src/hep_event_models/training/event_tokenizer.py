@@ -20,10 +20,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..event_tokenizer import EventTokenizer, load_event_config
-from ..io.reader import EventReader, expand_files
-from ..layout import ContextSpec
 from ..grouped_tokenizer import GROUPS_FILE, GroupedObjectTokenizer, load_object_tokenizer
 from ..grouped_tokenizer import feature_groups as _object_groups
+from ..io.reader import EventReader, expand_files
+from ..layout import ContextSpec
 from ..object_tokenizer import ObjectTokenizer
 from .tokenizer import fit_object_tokenizer, held_out, validation_set
 
