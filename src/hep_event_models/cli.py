@@ -126,36 +126,7 @@ def cmd_fit_tokenizer(args) -> int:
         return 2
     from .training.tokenizer import fit_object_tokenizer
 
-    if args.feature_groups:
-        from .training.event_tokenizer import fit_grouped_object_tokenizer
-
-        summary = fit_grouped_object_tokenizer(
-            cfg_path,
-            args.data,
-            args.out,
-            settings=_parse_settings(args.set),
-            max_steps=args.max_steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            warmup_steps=args.warmup_steps,
-            val_every=args.val_every,
-            eval_every=args.eval_every,
-            checkpoint_every=args.checkpoint_every,
-            resume=args.resume,
-            seed=args.seed,
-            device=args.device,
-            progress=not args.quiet,
-        )
-        parts = ", ".join(
-            f"{g} ({len(s['final']['val_usage'])} levels, validation loss {s['final']['val_loss']:.4f})"
-            for g, s in summary["groups"].items()
-        )
-        print(f"wrote grouped {summary['object']} tokenizer to {args.out} ({summary['seconds']:.0f} s): {parts}")
-        return 0
-    summary = fit_object_tokenizer(
-        cfg_path,
-        args.data,
-        args.out,
+    kwargs = dict(
         settings=_parse_settings(args.set),
         max_steps=args.max_steps,
         batch_size=args.batch_size,
@@ -169,6 +140,17 @@ def cmd_fit_tokenizer(args) -> int:
         device=args.device,
         progress=not args.quiet,
     )
+    if args.feature_groups:
+        from .training.event_tokenizer import fit_grouped_object_tokenizer
+
+        summary = fit_grouped_object_tokenizer(cfg_path, args.data, args.out, **kwargs)
+        parts = ", ".join(
+            f"{g} ({len(s['final']['val_usage'])} levels, validation loss {s['final']['val_loss']:.4f})"
+            for g, s in summary["groups"].items()
+        )
+        print(f"wrote grouped {summary['object']} tokenizer to {args.out} ({summary['seconds']:.0f} s): {parts}")
+        return 0
+    summary = fit_object_tokenizer(cfg_path, args.data, args.out, **kwargs)
     fin = summary["final"]
     usage = ", ".join(f"q{i} {u:.0%}" for i, u in enumerate(fin["val_usage"]))
     print(

@@ -166,12 +166,12 @@ def diagnose(
     import json
     from pathlib import Path
 
-    from .grouped_tokenizer import GroupedObjectTokenizer, load_object_tokenizer
+    from .grouped_tokenizer import load_object_tokenizer
     from .io.reader import EventReader
     from .training.tokenizer import held_out
 
-    grouped = isinstance(tokenizer, GroupedObjectTokenizer)
-    tok = tokenizer if isinstance(tokenizer, ObjectTokenizer) or grouped else load_object_tokenizer(tokenizer)
+    # a tokenizer (flat or grouped), or its directory
+    tok = load_object_tokenizer(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vals, n = [], 0

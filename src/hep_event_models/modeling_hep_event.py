@@ -73,6 +73,23 @@ class ObjectStructure(NamedTuple):
     unit_is_object: torch.Tensor
 
 
+def token_places(
+    token_type_ids: torch.Tensor, real: torch.Tensor, subtokens: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sub, in_object)``, both ``(B, L)``: each token's place in its object (0 for special,
+    context and padding tokens) and whether it belongs to an object; ``real`` is the bool
+    attention mask. Runs of one object type are cut every S tokens (S = ``subtokens[type]``)."""
+    B, L = token_type_ids.shape
+    per = subtokens[token_type_ids]
+    in_object = (per > 0) & real
+    prev = torch.nn.functional.pad(token_type_ids[:, :-1], (1, 0), value=-1)
+    new_run = (token_type_ids != prev) | ~in_object
+    idx = torch.arange(L, device=token_type_ids.device).expand(B, L)
+    run_start = torch.cummax(torch.where(new_run, idx, torch.zeros_like(idx)), dim=1).values
+    sub = torch.where(real, (idx - run_start) % per.clamp(min=1), torch.zeros_like(idx))
+    return sub, in_object
+
+
 def object_structure(
     token_type_ids: torch.Tensor, attention_mask: torch.Tensor | None, subtokens: torch.Tensor
 ) -> ObjectStructure:
@@ -86,14 +103,7 @@ def object_structure(
     B, L = token_type_ids.shape
     dev = token_type_ids.device
     real = torch.ones_like(token_type_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
-    per = subtokens[token_type_ids]
-    in_object = (per > 0) & real
-    size = per.clamp(min=1)
-    prev = torch.nn.functional.pad(token_type_ids[:, :-1], (1, 0), value=-1)
-    new_run = (token_type_ids != prev) | ~in_object
-    idx = torch.arange(L, device=dev).expand(B, L)
-    run_start = torch.cummax(torch.where(new_run, idx, torch.zeros_like(idx)), dim=1).values
-    sub = torch.where(real, (idx - run_start) % size, torch.zeros_like(idx))
+    sub, in_object = token_places(token_type_ids, real, subtokens)
     starts = (sub == 0) & real
     unit = torch.cumsum(starts.long(), dim=1) - 1
     n_units = starts.sum(dim=1)
@@ -213,8 +223,8 @@ class HepEventEmbeddings(BertEmbeddings):
         from_ids = self.token_level[input_ids]
         if token_type_ids is None:
             return from_ids
-        st = object_structure(token_type_ids, None, self.subtokens)
-        return torch.where(st.in_object, st.sub + 1, from_ids).clamp(max=self.level_embeddings.num_embeddings - 1)
+        sub, in_object = token_places(token_type_ids, torch.ones_like(token_type_ids, dtype=torch.bool), self.subtokens)
+        return torch.where(in_object, sub + 1, from_ids).clamp(max=self.level_embeddings.num_embeddings - 1)
 
     def forward(
         self,
@@ -282,8 +292,11 @@ class HepEventModel(_HepEventInit, BertModel):
         token_type_ids=None,
         position_ids=None,
         inputs_embeds=None,
+        structure: ObjectStructure | None = None,
         **kwargs,
     ):
+        """As ``BertModel.forward``; ``structure``: the batch's ``structure(...)`` when the
+        caller has it already (hierarchical model only)."""
         if self.object_pooler is None:
             return super().forward(
                 input_ids,
@@ -295,7 +308,7 @@ class HepEventModel(_HepEventInit, BertModel):
             )
         if input_ids is None:
             raise ValueError("the hierarchical model (object_pooling) takes input_ids, not inputs_embeds")
-        st = self.structure(token_type_ids, attention_mask)
+        st = structure if structure is not None else self.structure(token_type_ids, attention_mask)
         tokens = self.embeddings.word_embeddings(input_ids)
         units = self.object_pooler(tokens, st)
         return super().forward(
@@ -393,6 +406,9 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
         return_all_logits: bool = False,
         **kwargs,
     ) -> MaskedLMOutput:
+        st = self.bert.structure(token_type_ids, attention_mask) if self.config.object_pooling else None
+        if st is not None:
+            kwargs["structure"] = st  # computed once, for the encoder and the head
         out = self.bert(
             input_ids,
             attention_mask=attention_mask,
@@ -403,7 +419,6 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
             **kwargs,
         )
         seq = out.last_hidden_state
-        st = self.bert.structure(token_type_ids, attention_mask) if self.config.object_pooling else None
         loss = None
         if labels is not None and not return_all_logits:
             sel = labels != -100
