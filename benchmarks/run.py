@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from bench_convert import bench_convert
-from bench_hierarchy import bench_hierarchy
+from bench_hierarchy import bench_constituents, bench_hierarchy
 from bench_models import bench_models
 
 HERE = Path(__file__).resolve().parent
@@ -492,6 +492,7 @@ SECTIONS = {
     "convert": ("ROOT → HDF5 conversion (NanoAOD, PHYSLITE)", bench_convert),
     "models": ("Event models: headline task, label efficiency, throughput", bench_models),
     "hierarchy": ("Flat vs feature-group (hierarchical) event models", bench_hierarchy),
+    "constituents": ("Constituent-enriched event models (jet constituents, gated residual)", bench_constituents),
     "models_groups": (
         "Event models with feature-group tokens and the hierarchical model: headline task",
         lambda quick, opts: bench_models(

@@ -221,3 +221,171 @@ def test_mass_window_filters_or_refuses():
         generate_batch("ttbar", 10, mass_window=(100.0, 200.0))
     with pytest.raises(ValueError, match="unknown process"):
         generate_batch("susy", 10)
+
+
+# --------------------------------------------------------------------------------------
+# sub-objects: jet constituents and track hits
+# --------------------------------------------------------------------------------------
+JETS, TRACKS, ELECTRONS = (schema.COLLECTIONS[c] for c in ("jets", "tracks", "electrons"))
+CONST, HITS = schema.sub_collection("jets_constituents"), schema.sub_collection("tracks_hits")
+SUB_KEYS = {s.path_of(k) for s in schema.SUB_COLLECTIONS.values() for k in (*s.fields, schema.MASK, schema.COUNT)}
+
+
+@pytest.fixture(scope="module")
+def ttbar_sub() -> dict:
+    return generate_batch("ttbar", 2_000, seed=21, sub_objects=True)
+
+
+def _dphi(a, b):
+    return kin.wrap_phi(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+
+
+@pytest.mark.parametrize("process", list(schema.PROCESS_IDS))
+def test_sub_objects_change_nothing_else_and_follow_the_schema(process):
+    plain = generate_batch(process, 1_000, seed=9)
+    b = generate_batch(process, 1_000, seed=9, sub_objects=True)
+    assert set(b) - set(plain) == SUB_KEYS and set(plain) <= set(b)
+    for k in plain:
+        assert np.array_equal(plain[k], b[k]), k
+    for sub in schema.SUB_COLLECTIONS.values():
+        parent = schema.COLLECTIONS[sub.parent]
+        shape = (1_000, parent.max_objects, sub.max_objects)
+        mask, count = b[sub.path_of(schema.MASK)], b[sub.path_of(schema.COUNT)]
+        assert mask.shape == shape and mask.dtype == np.bool_
+        assert count.shape == shape[:2] and count.dtype == np.int16
+        np.testing.assert_array_equal(count, mask.sum(-1))
+        assert not mask[~b[parent.path_of(schema.MASK)]].any(), "sub-objects of padded parent slots"
+        assert (mask[..., 1:] <= mask[..., :-1]).all(), "not packed at the front"
+        for f in sub.fields.values():
+            arr = b[sub.path_of(f.name)]
+            assert arr.shape == shape and arr.dtype == np.dtype(f.dtype), (sub.key, f.name)
+            assert np.isfinite(arr.astype(np.float64)).all(), (sub.key, f.name)
+            assert (arr[~mask] == 0).all(), f"{sub.key}/{f.name}: padding is not 0"
+            if f.categories is not None:
+                assert set(np.unique(arr[mask]).tolist()) <= set(f.categories), (sub.key, f.name)
+        if "phi" in sub.fields:
+            assert (np.abs(b[sub.path_of("phi")]) <= np.pi + 1e-6).all()
+    # every real jet has constituents; every real track has hits
+    assert (b[CONST.path_of("n")][b[JETS.path_of("mask")]] >= 1).all()
+    assert (b[HITS.path_of("n")][b[TRACKS.path_of("mask")]] >= 8).all()
+
+
+def test_jet_constituents_physics(ttbar_sub):
+    b = ttbar_sub
+    jm = b[JETS.path_of("mask")]
+    m, n = b[CONST.path_of("mask")], b[CONST.path_of("n")]
+    pt, charge = b[CONST.path_of("pt")], b[CONST.path_of("charge")]
+    charged = m & (charge != 0)
+    n_ch, n_trk = charged.sum(-1), b[JETS.path_of("n_trk")]
+    jeta, jpt = b[JETS.path_of("eta")], b[JETS.path_of("pt")]
+    inside = jm & (np.abs(jeta) < 2.5)
+    full = n == CONST.max_objects  # the leading 50 of more constituents were kept
+    assert inside.sum() > 5_000 and (jm & ~inside).sum() > 300 and full[jm].mean() < 0.02
+    # charged multiplicity: exactly n_trk inside the tracker unless truncated to 50 (then at most n_trk); 0 outside
+    np.testing.assert_array_equal(n_ch[inside & ~full], n_trk[inside & ~full])
+    assert (n_ch[inside & full] <= n_trk[inside & full]).all()
+    assert (n_ch[jm & ~inside] == 0).all()
+    # pT: sorted, positive, Σ = jet pT unless truncated
+    assert (pt[m] > 0).all() and (np.diff(pt, axis=-1)[m[..., 1:]] <= 0).all()
+    ratio = pt.sum(-1)[jm] / jpt[jm]
+    np.testing.assert_allclose(ratio[~full[jm]], 1.0, rtol=1e-4)
+    assert (ratio > 0.8).all() and 0.99 < np.median(ratio) <= 1.0001
+    assert 0.5 < np.median(pt.sum(-1, where=charged)[inside] / jpt[inside]) < 0.7  # charged share ~ Beta(6, 4)
+    # directions: close to the axis, pT-weighted width of the charged ones ≈ QG_tracksWidth
+    dr = np.hypot(
+        b[CONST.path_of("eta")] - jeta[..., None], _dphi(b[CONST.path_of("phi")], b[JETS.path_of("phi")][..., None])
+    )
+    assert (dr[m] < 0.4).mean() > 0.9 and np.median(dr[m]) < 0.15
+    width = b[JETS.path_of("QG_tracksWidth")]
+    w_ch = (dr * pt).sum(-1, where=charged) / np.maximum(pt.sum(-1, where=charged), 1e-9)
+    sel = inside & (width > 0) & (n_ch >= 3)
+    assert 0.8 < np.median(w_ch[sel] / width[sel]) < 1.25
+    # neutral constituents: no impact parameters
+    d0, z0 = b[CONST.path_of("d0")], b[CONST.path_of("z0")]
+    assert (d0[m & ~charged] == 0).all() and (z0[m & ~charged] == 0).all()
+    # b jets: displaced tracks (lifetime); light jets: resolution only
+    label = np.broadcast_to(b["truth/jets/HadronConeExclTruthLabelID"][..., None], m.shape)
+    hard = charged & (pt > 1.0)
+    disp = {lab: (np.abs(d0[hard & (label == lab)]) > 0.1).mean() for lab in (5, 4, 0)}
+    assert disp[5] > 3 * disp[0] and disp[5] > disp[4] > disp[0], disp
+    # pile-up jets: charged constituents far from the primary vertex in z0
+    origin = np.broadcast_to(b["truth/jets/origin"][..., None], m.shape)
+    pu, prompt = charged & (origin == schema.TruthOrigin.PILEUP), charged & (origin == schema.TruthOrigin.PROMPT)
+    assert np.median(np.abs(z0[pu])) > 10 and np.median(np.abs(z0[prompt])) < 1
+
+
+def test_track_hits_physics(ttbar_sub):
+    from hep_event_models.generator.subobjects import LAYER_RADIUS
+
+    b = ttbar_sub
+    tm = b[TRACKS.path_of("mask")]
+    m = b[HITS.path_of("mask")]
+    layer = b[HITS.path_of("layer")].astype(int)
+    assert ((layer[m] >= 0) & (layer[m] <= 29)).all()
+    assert (np.diff(layer, axis=-1)[m[..., 1:]] > 0).all(), "layers not strictly increasing"
+    teta = np.broadcast_to(b[TRACKS.path_of("eta")][..., None], m.shape)
+    tpt = np.broadcast_to(b[TRACKS.path_of("pt")][..., None], m.shape)
+    q = np.broadcast_to(np.sign(b[TRACKS.path_of("qOverP")])[..., None], m.shape)
+    trt = m & (layer >= 12)
+    assert (np.abs(teta[trt]) < 2.0).all()  # TRT only for |eta| < 2
+    n_trt = trt.sum(-1)
+    assert np.median(n_trt[tm & (np.abs(b[TRACKS.path_of("eta")]) < 2.0)]) >= 14
+    si = m & (layer < 12)
+    assert 10 <= np.median(si.sum(-1)[tm]) <= 12
+    # helix bending: opposite charges bend opposite ways, Δφ = −q asin(0.3 B r / 2 pT)
+    dphi = _dphi(b[HITS.path_of("phi")], b[TRACKS.path_of("phi")][..., None])
+    outer = m & (layer >= 20)
+    assert np.mean(dphi[outer] * q[outer]) < 0
+    assert np.mean(dphi[outer & (q > 0)]) < 0 < np.mean(dphi[outer & (q < 0)])
+    expected = np.arcsin(0.3 * 2.0 * LAYER_RADIUS[layer[outer]] / 1000.0 / (2 * tpt[outer]))
+    np.testing.assert_allclose(np.median(-dphi[outer] * q[outer] / expected), 1.0, atol=0.02)
+    soft, hard = outer & (tpt < 10), outer & (tpt > 30)
+    assert np.median(np.abs(dphi[soft])) > 3 * np.median(np.abs(dphi[hard]))
+    # positions: η follows the track (prompt tracks), time ≈ time of flight
+    prompt = m & (np.broadcast_to(b["truth/tracks/origin"][..., None], m.shape) != schema.TruthOrigin.PILEUP)
+    assert np.median(np.abs(b[HITS.path_of("eta")] - teta)[prompt & si]) < 0.005
+    tof = LAYER_RADIUS[layer] * np.cosh(teta) / 299.792458
+    assert abs(np.median((b[HITS.path_of("time")] - tof)[m])) < 0.1
+    assert np.median(b[HITS.path_of("time")][m & (layer == 29)]) > 3.0 > np.median(b[HITS.path_of("time")][si])
+    # energy: silicon ~85 keV (MIP), TRT ~2 keV with a transition-radiation tail, higher for electrons
+    energy = b[HITS.path_of("energy")]
+    assert (energy[m] > 0).all()
+    assert 80e-6 < np.median(energy[si & (np.abs(teta) < 0.3)]) < 100e-6
+    assert 1.5e-6 < np.median(energy[trt]) < 3e-6
+    em, eeta, ephi = (b[ELECTRONS.path_of(k)] for k in ("mask", "eta", "phi"))
+    dr = np.hypot(
+        b[TRACKS.path_of("eta")][..., None] - eeta[:, None, :],
+        _dphi(b[TRACKS.path_of("phi")][..., None], ephi[:, None, :]),
+    )
+    ele = np.broadcast_to((tm & np.any(em[:, None, :] & (dr < 0.01), axis=-1))[..., None], m.shape)
+    ht = energy >= 6e-6
+    f_ele, f_other = ht[trt & ele].mean(), ht[trt & ~ele].mean()
+    assert (trt & ele).sum() > 2_000
+    assert 0.15 < f_ele < 0.25 and 0.03 < f_other < 0.07 and f_ele > 3 * f_other
+
+
+def test_generate_writes_sub_objects(tmp_path):
+    path, plain = tmp_path / "sub.h5", tmp_path / "plain.h5"
+    generate("ttbar", 1_000, path, seed=3, chunk_size=500, progress=False, workers=1, sub_objects=True)
+    generate("ttbar", 1_000, plain, seed=3, chunk_size=500, progress=False, workers=1)
+    with h5py.File(path) as f, h5py.File(plain) as g:
+        assert f[CONST.path_of("pt")].shape == (1_000, 15, 50)
+        assert f[HITS.path_of("layer")].shape == (1_000, 30, 30) and f[HITS.path_of("layer")].dtype == np.int8
+        assert f[CONST.path_of("mask")].dtype == np.bool_ and f[CONST.path_of("n")].dtype == np.int16
+        assert f["metadata"].attrs["sub_objects"] == "jets_constituents,tracks_hits"
+        assert g["metadata"].attrs["sub_objects"] == "" and CONST.group not in g
+        batch = generate_batch("ttbar", 500, seed=3, chunk_index=1, sub_objects=True)
+        np.testing.assert_array_equal(f[CONST.path_of("pt")][500:], batch[CONST.path_of("pt")])
+        np.testing.assert_array_equal(f[JETS.path_of("pt")][:], g[JETS.path_of("pt")][:])
+
+
+def test_cli_generate_sub_objects(tmp_path):
+    from hep_event_models.cli import main
+
+    out = tmp_path / "cli.h5"
+    args = ["generate", "--process", "dy", "--events", "300", "--seed", "3", "--out", str(out), "--quiet"]
+    assert main([*args, "--workers", "1", "--sub-objects"]) == 0
+    with h5py.File(out) as f:
+        assert f[HITS.path_of("energy")].shape == (300, 30, 30)
+        assert f[CONST.path_of("charge")].shape == (300, 15, 50)
+        assert f["metadata"].attrs["sub_objects"] == "jets_constituents,tracks_hits"

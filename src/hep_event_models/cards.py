@@ -116,6 +116,12 @@ def event_model_card(
     ]
     if training.get("data"):
         lines.append(f"- data: {training['data']}")
+    if getattr(cfg, "sub_objects", None):
+        gates = training.get("sub_object_gates") or {}
+        lines.append(
+            f"- sub-objects read next to the tokens: {', '.join(cfg.sub_objects)}"
+            + (f" (mean gate {', '.join(f'{k} {v:.3f}' for k, v in gates.items())})" if gates else "")
+        )
     eval_results, ev_lines = [], []
     if evaluation:
         name = f"{evaluation['signal']} vs {', '.join(evaluation['backgrounds'])}"

@@ -47,6 +47,7 @@ def cmd_generate(args) -> int:
         mass_window=args.mass_window,
         workers=args.workers,
         progress=not args.quiet,
+        sub_objects=args.sub_objects,
     )
     print(
         f"wrote {summary['n_events']:,} {args.process} events to {args.out} "
@@ -178,6 +179,7 @@ def cmd_tokenize(args) -> int:
         progress=not args.quiet,
         device=args.device,
         m4l_window=args.m4l_window,
+        sub_objects=None if args.no_sub_objects else "auto",
     )
     rate = (
         f" ({summary['events_per_s']:,.0f} events/s, {summary['objects_per_s']:,.0f} objects/s)"
@@ -187,6 +189,7 @@ def cmd_tokenize(args) -> int:
     print(
         f"tokenized {summary['events']:,} events into {len(summary['shards_written'])} new shard(s) in {args.out}"
         f"{rate}; {len(summary['shards_skipped'])} finished shard(s) skipped"
+        + (f"; sub-object columns: {', '.join(summary['sub_objects'])}" if summary["sub_objects"] else "")
     )
     job = f"{args.shard_index}-of-{args.num_shards}"
     _write_json(Path(args.out) / f"tokenize_summary-{job}.json", summary)
@@ -426,6 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="generator-level filter on the truth hard-system mass in GeV: m_4l (zz4l), m_ll (dy), m_tt (ttbar); "
         "for hzz4l the window must contain m_H",
     )
+    g.add_argument(
+        "--sub-objects",
+        action="store_true",
+        help="also write jet constituents and track hits (common/jets/constituents/*, common/tracks/hits/*)",
+    )
     g.add_argument("--json", help="also write a JSON summary here")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
@@ -512,6 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="LO,HI",
         help="keep only four-lepton events with LO < m_4l < HI GeV (e.g. the headline selection 115,135)",
+    )
+    t.add_argument(
+        "--no-sub-objects",
+        action="store_true",
+        help="leave out jet constituents / track hits (by default their columns are added when every file holds them)",
     )
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_tokenize)

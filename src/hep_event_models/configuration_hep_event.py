@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from transformers import BertConfig
 
+# the model inputs of each sub-object collection (``subobjects`` computes them); here, not
+# there, so that this file imports nothing of the package (``trust_remote_code`` copies)
+SUB_OBJECT_INPUTS: dict[str, tuple[str, ...]] = {
+    "jets_constituents": ("log_pt_fraction", "deta", "dphi", "charge", "asinh_d0", "asinh_z0"),
+    "tracks_hits": ("deta", "dphi", "log10_energy_kev", "layer", "time"),
+}
+
 
 class HepEventConfig(BertConfig):
     """Configuration of the HepEvent models (a BERT encoder over event token sequences).
@@ -31,6 +38,13 @@ class HepEventConfig(BertConfig):
             attention with a learned query) to one vector per object; the outer BERT
             encoder runs over ``[CLS]``, context tokens, objects and ``[SEP]`` s.
         inner_layers: layers of the inner (per-object) transformer.
+        sub_objects: ``None`` (default), or sub-object collections the model reads next to
+            the tokens (``["jets_constituents", "tracks_hits"]``; ``subobjects``): the
+            constituent-enriched model of seed 004. Each object's sub-objects go through
+            ``sub_object_layers`` transformer layers and attention pooling to a vector
+            ``c``, added to the object's embedding through a gate:
+            ``x + sigmoid(W [x ‖ c]) · c``. Batches without sub-objects use objects only.
+        sub_object_layers: layers of the sub-object transformer.
         Other arguments: as ``transformers.BertConfig`` (smaller defaults).
     """
 
@@ -54,6 +68,8 @@ class HepEventConfig(BertConfig):
         mlm_softmax: str = "block",
         object_pooling: str | None = None,
         inner_layers: int = 1,
+        sub_objects: list[str] | None = None,
+        sub_object_layers: int = 1,
         **kwargs,
     ):
         if mlm_softmax not in ("block", "full"):
@@ -64,6 +80,14 @@ class HepEventConfig(BertConfig):
             raise ValueError(f"inner_layers must be >= 1, got {inner_layers}")
         self.object_pooling = object_pooling
         self.inner_layers = int(inner_layers)
+        unknown = [k for k in sub_objects or () if k not in SUB_OBJECT_INPUTS]
+        if unknown:
+            raise KeyError(f"unknown sub-object collection {unknown}; known: {list(SUB_OBJECT_INPUTS)}")
+        self.sub_object_inputs = [len(SUB_OBJECT_INPUTS[k]) for k in sub_objects or ()]
+        self.sub_objects = list(sub_objects) if sub_objects else None
+        if int(sub_object_layers) < 1:
+            raise ValueError(f"sub_object_layers must be >= 1, got {sub_object_layers}")
+        self.sub_object_layers = int(sub_object_layers)
         self.num_quantizers = num_quantizers
         self.token_blocks = [list(map(int, b)) for b in (token_blocks or [])]
         self.layout_fingerprint = layout_fingerprint

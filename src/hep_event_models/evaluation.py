@@ -20,9 +20,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from . import physics, schema
 from .io.reader import EventBatch, EventReader, expand_files
+from .subobjects import sub_object_columns
 
 LEADING = {"electrons": 4, "muons": 4, "taus": 2, "photons": 2, "met": 1, "jets": 4, "tracks": 4}
 CONTINUOUS = (schema.STANDARD, schema.LOG_STANDARD, schema.ANGLE, schema.QUANTILE, schema.SCORE)
@@ -87,10 +89,20 @@ def roc_metrics(y: np.ndarray, score: np.ndarray) -> dict:
     }
 
 
-def _read(files, tok, selection, limits: dict[int, int], seed: int, progress: bool) -> EventBatch:
-    """Selected events of the processes in ``limits``, at most ``limits[pid]`` each (streaming)."""
-    reader = EventReader(files, selection=tok.object_configs(), scalars=[c.key for c in tok.context], chunk_size=4096)
-    batches, have = [], dict.fromkeys(limits, 0)
+def _read(
+    files, tok, selection, limits: dict[int, int], seed: int, progress: bool, sub_keys=(), max_length=None
+) -> tuple[EventBatch, list[dict]]:
+    """Selected events of the processes in ``limits``, at most ``limits[pid]`` each (streaming),
+    and per event its sub-object rows for ``sub_keys`` (``subobjects.sub_object_columns``,
+    aligned with sequences truncated to ``max_length``; kept ragged, not as padded arrays)."""
+    reader = EventReader(
+        files,
+        selection=tok.object_configs(),
+        scalars=[c.key for c in tok.context],
+        chunk_size=4096,
+        sub_objects=list(sub_keys),
+    )
+    batches, have, sub_rows = [], dict.fromkeys(limits, 0), []
     for b in reader.progress("read events", progress):
         keep = select_events(b, selection) & np.isin(b.labels, list(limits))
         idx = []
@@ -100,25 +112,37 @@ def _read(files, tok, selection, limits: dict[int, int], seed: int, progress: bo
             idx.append(ids)
         idx = np.sort(np.concatenate(idx))
         if len(idx):
-            batches.append(b.take(idx))
+            b = b.take(idx)
+            if sub_keys:
+                cols = sub_object_columns(tok, b, sub_keys, truncation=max_length is not None, max_length=max_length)
+                sub_rows += pa.RecordBatch.from_pydict(cols).to_pylist()
+                b.sub_objects = {}
+            batches.append(b)
         if all(have[p] >= limits[p] for p in limits):
             break
     missing = [schema.PROCESS_NAMES.get(p, p) for p, n in have.items() if n == 0]
     if missing:
         raise ValueError(f"no selected events of {missing} in {files}")
-    return EventBatch.concat(batches)
+    return EventBatch.concat(batches), sub_rows
 
 
-def model_scores(model, tok, batch: EventBatch, signal_class: int = 1, batch_size: int = 512) -> np.ndarray:
-    """P(signal) of every event of ``batch`` from a sequence classifier."""
+def model_scores(
+    model, tok, batch: EventBatch, signal_class: int = 1, batch_size: int = 512, sub_rows: list[dict] | None = None
+) -> np.ndarray:
+    """P(signal) of every event of ``batch`` from a sequence classifier; ``sub_rows``: each
+    event's sub-object columns for a constituent-enriched model (``_read``)."""
     import torch
+
+    from .collators import pad_sub_objects
 
     model.eval()
     max_len = model.config.max_position_embeddings
     out = []
     for s in range(0, len(batch), batch_size):
         part = batch.take(np.arange(s, min(s + batch_size, len(batch))))
-        enc = tok(part, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+        enc = dict(tok(part, padding=True, truncation=True, max_length=max_len, return_tensors="pt"))
+        if sub_rows:
+            enc.update(pad_sub_objects(sub_rows[s : s + batch_size], model.config.sub_objects))
         with torch.no_grad():
             logits = model(**{k: v.to(model.device) for k, v in enc.items()}).logits
         out.append(torch.softmax(logits.float(), dim=-1)[:, signal_class].cpu().numpy())
@@ -172,16 +196,18 @@ def evaluate_classifier(
     id2label = {int(k): v for k, v in model.config.id2label.items()}
     signal_class = 1 if id2label.get(1) == "signal" else sig_id
 
-    def by_process(files, ids, limit):
-        return _read(expand_files(files), tok, m4l_window, dict.fromkeys([sig_id, *ids], limit), seed, progress)
+    def by_process(files, ids, limit, sub_keys=()):
+        limits = dict.fromkeys([sig_id, *ids], limit)
+        max_len = model.config.max_position_embeddings
+        return _read(expand_files(files), tok, m4l_window, limits, seed, progress, sub_keys, max_len)
 
-    train = by_process(train_data, train_bkg_ids, max_train_events)
-    test = by_process(test_data, bkg_ids, max_test_events)
+    train, _ = by_process(train_data, train_bkg_ids, max_train_events)
+    test, test_sub = by_process(test_data, bkg_ids, max_test_events, model.config.sub_objects or ())
     configs = tok.object_configs()
     y_train = (train.labels == sig_id).astype(int)
     y_test = (test.labels == sig_id).astype(int)
     scores = {}
-    scores["model"] = model_scores(model, tok, test, signal_class)
+    scores["model"] = model_scores(model, tok, test, signal_class, sub_rows=test_sub)
     # the same GBDT on features decoded from the tokens: what the tokens keep of the physics,
     # apart from what the model makes of them
     dec_train, dec_test = (decoded_events(tok, b) for b in (train, test))

@@ -195,13 +195,43 @@ class EventTokenizer:
         out = {}
         for name, t in self.object_tokenizers.items():
             values, mask = _collection_values(events, name, t.feature_names)
-            if "pt" in t.feature_names:
-                pt = values[..., t.feature_names.index("pt")]
-                order = np.argsort(-np.where(mask, pt, -np.inf), axis=1, kind="stable")
-                if not (order == np.arange(order.shape[1])).all():
-                    values = np.take_along_axis(values, order[..., None], axis=1)
-                    mask = np.take_along_axis(mask, order, axis=1)
+            order = _pt_order(values, mask, t.feature_names)
+            if order is not None:
+                values = np.take_along_axis(values, order[..., None], axis=1)
+                mask = np.take_along_axis(mask, order, axis=1)
             out[name] = (t.encode(values, mask, backend=backend), mask)
+        return out
+
+    def object_positions(
+        self, events: EventBatch, truncation: bool = False, max_length: int | None = None
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Where each object lands in the ``mode="combined"`` sequence, without encoding.
+
+        Returns ``{collection: (order, start)}``, both ``(B, M)``: ``order[b, k]`` is the slot
+        (in ``events``) of the event's k-th object in sequence order (pT descending);
+        ``start[b, k]`` the position of that object's first token, -1 for padding and for
+        objects dropped by truncation. Used to attach per-object data (jet constituents,
+        track hits) to the tokens of its object.
+        """
+        max_length = max_length if max_length is not None else self.model_max_length
+        if truncation and max_length is None:
+            raise ValueError("truncation=True needs max_length (or model_max_length)")
+        orders, n_obj = {}, {}
+        for name, t in self.object_tokenizers.items():
+            values, mask = _collection_values(events, name, t.feature_names)
+            order = _pt_order(values, mask, t.feature_names)
+            orders[name] = np.broadcast_to(np.arange(mask.shape[1]), mask.shape) if order is None else order
+            n_obj[name] = mask.sum(axis=1).astype(np.int64)
+        if truncation:
+            n_obj = self._truncate(n_obj, len(self.context), max_length)
+        out = {}
+        offset = np.full(len(events), 1 + len(self.context), dtype=np.int64)  # after [CLS] and context
+        for name in self.objects:
+            q = len(self.layout.object_blocks(name))
+            k = np.arange(orders[name].shape[1])[None, :]
+            inside = k < n_obj[name][:, None]
+            out[name] = (orders[name], np.where(inside, offset[:, None] + k * q, -1))
+            offset = offset + n_obj[name] * q + 1  # the objects, then [SEP]
         return out
 
     def context_ids(self, events: EventBatch) -> np.ndarray:
@@ -700,6 +730,16 @@ def is_event_config(path: str | Path) -> bool:
     except FileNotFoundError:
         return False
     return isinstance(d, dict) and "objects" in d
+
+
+def _pt_order(values: np.ndarray, mask: np.ndarray, features: Sequence[str]) -> np.ndarray | None:
+    """``(B, M)`` slot order putting real objects by pT descending first; ``None`` when the
+    slots are in that order already (or there is no ``pt`` feature)."""
+    if "pt" not in features:
+        return None
+    pt = values[..., list(features).index("pt")]
+    order = np.argsort(-np.where(mask, pt, -np.inf), axis=1, kind="stable")
+    return None if (order == np.arange(order.shape[1])).all() else order
 
 
 def _collection_values(events: EventBatch, name: str, features: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -169,6 +169,57 @@ class HepEventObjectPooler(nn.Module):
         return units
 
 
+class HepEventSubObjectEncoder(nn.Module):
+    """Constituent / hit encoder and gated injection (seed 004).
+
+    Each object's sub-objects ``(C, F_kind)`` are projected to the hidden size (one
+    ``Linear`` per sub-collection), pass through ``config.sub_object_layers`` BERT layers
+    and are pooled by attention with a learned query per sub-collection into ``c`` ``(H,)``
+    (layer-normed). ``inject`` adds ``c`` to the object's embedding ``x`` through a gate,
+    ``x + g · c`` with ``g = sigmoid(W [x ‖ c])`` ``(H,)`` per object (per token of the object in
+    the flat model), so the model learns how much constituent information to take.
+    """
+
+    def __init__(self, config: HepEventConfig):
+        super().__init__()
+        H = config.hidden_size
+        self.inputs = nn.ModuleList([nn.Linear(f, H) for f in config.sub_object_inputs])
+        self.layers = nn.ModuleList([BertLayer(config) for _ in range(config.sub_object_layers)])
+        self.key = nn.Linear(H, H)
+        self.query = nn.Embedding(len(config.sub_object_inputs), H)
+        self.norm = nn.LayerNorm(H, eps=config.layer_norm_eps)
+        self.gate = nn.Linear(2 * H, H)
+
+    def forward(self, sub_features: torch.Tensor, sub_mask: torch.Tensor, sub_kind: torch.Tensor) -> torch.Tensor:
+        """``(B, K, C, F)``, ``(B, K, C)``, ``(B, K)`` → ``c`` ``(B, K, H)`` (0 where an object
+        slot has no sub-objects)."""
+        B, K, C, _F = sub_features.shape
+        H = self.key.in_features
+        out = sub_features.new_zeros((B, K, H))
+        sel = sub_mask.any(dim=-1)
+        if not bool(sel.any()):
+            return out
+        x, keep, kind = sub_features[sel], sub_mask[sel], sub_kind[sel]  # (N, C, F), (N, C), (N,)
+        h = x.new_zeros((x.shape[0], C, H))
+        for k, proj in enumerate(self.inputs):
+            rows = kind == k
+            if bool(rows.any()):
+                h[rows] = proj(x[rows][..., : proj.in_features])
+        att = (~keep)[:, None, None, :].to(h.dtype) * torch.finfo(h.dtype).min
+        for layer in self.layers:
+            h = layer(h, attention_mask=att)
+        score = (self.key(h) * self.query(kind)[:, None, :]).sum(-1) / H**0.5
+        w = score.masked_fill(~keep, float("-inf")).softmax(dim=-1)
+        out[sel] = self.norm((w[..., None] * h).sum(dim=1))
+        return out
+
+    def inject(self, x: torch.Tensor, c: torch.Tensor, has: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x + sigmoid(W [x ‖ c]) · c`` where ``has`` ``(...)`` is True; returns the new ``x``
+        ``(..., H)`` and the gates ``(..., H)`` (0 where ``has`` is False)."""
+        g = torch.sigmoid(self.gate(torch.cat([x, c], dim=-1))) * has[..., None]
+        return x + g * c, g
+
+
 def check_vocabulary(config: HepEventConfig, tokenizer=None, dataset_info: dict | None = None) -> None:
     """Raise ``ValueError`` when a tokenizer or dataset does not match the model's vocabulary."""
     if tokenizer is not None:
@@ -275,15 +326,92 @@ class HepEventModel(_HepEventInit, BertModel):
         super().__init__(config, add_pooling_layer=add_pooling_layer)
         self.embeddings = HepEventEmbeddings(config)
         self.object_pooler = HepEventObjectPooler(config) if config.object_pooling else None
+        self.sub_object_encoder = HepEventSubObjectEncoder(config) if config.sub_objects else None
         self.post_init()
 
     def structure(self, token_type_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> ObjectStructure:
         """Units of a batch (``object_structure``), for the hierarchical model."""
         if token_type_ids is None:
             raise ValueError(
-                "the hierarchical model (object_pooling) needs token_type_ids: they tell it where objects are"
+                "the hierarchical and sub-object models need token_type_ids: they tell them where objects are"
             )
-        return object_structure(token_type_ids, attention_mask, self.object_pooler.subtokens)
+        return object_structure(token_type_ids, attention_mask, self.embeddings.subtokens)
+
+    def _uses_sub_objects(self, sub_features) -> bool:
+        return self.sub_object_encoder is not None and sub_features is not None and sub_features.shape[1] > 0
+
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        structure: ObjectStructure | None = None,
+        sub_features: torch.Tensor | None = None,
+        sub_mask: torch.Tensor | None = None,
+        sub_owner: torch.Tensor | None = None,
+        sub_kind: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """What the outer encoder reads, before position and type embeddings.
+
+        Returns ``(embeds, attention_mask, token_type_ids, gates)``: per token (flat model)
+        or per unit (hierarchical), with the sub-object information injected where given;
+        ``gates`` ``(B, K)``: each sub-object owner's mean gate (``None`` without sub-objects).
+        """
+        use_sub = self._uses_sub_objects(sub_features)
+        st = structure
+        if st is None and (self.object_pooler is not None or use_sub):
+            st = self.structure(token_type_ids, attention_mask)
+        if self.object_pooler is not None:
+            x = self.object_pooler(self.embeddings.word_embeddings(input_ids), st)
+            mask, types = st.unit_mask, st.unit_types
+        else:
+            x = self.embeddings.word_embeddings(input_ids)
+            if self.embeddings.use_level_embeddings:
+                x = x + self.embeddings.level_embeddings(self.embeddings.levels(input_ids, token_type_ids))
+            mask, types = attention_mask, token_type_ids
+        if not use_sub:
+            return x, mask, types, None
+        if sub_mask is None or sub_owner is None or sub_kind is None:
+            raise ValueError("sub_features need sub_mask, sub_owner and sub_kind (collators.pad_sub_objects)")
+        B, L = input_ids.shape
+        real = sub_owner >= 0
+        if bool((sub_owner >= L).any()):
+            raise ValueError(f"sub_owner points past the sequence (length {L}): were the sub-objects truncated too?")
+        c = self.sub_object_encoder(sub_features, sub_mask & real[..., None], sub_kind)  # (B, K, H)
+        owner_unit = st.unit.gather(1, sub_owner.clamp(min=0))  # (B, K)
+        if not bool((st.in_object.gather(1, sub_owner.clamp(min=0)) | ~real).all()):
+            raise ValueError("sub_owner points at a token that is not an object's (tokenizer/data mismatch)")
+        U = st.unit_mask.shape[1]
+        has = real & sub_mask.any(dim=-1)
+        per_unit = c.new_zeros((B, U, c.shape[-1]))
+        unit_has = torch.zeros((B, U), dtype=torch.bool, device=c.device)
+        rows = torch.arange(B, device=c.device)[:, None].expand_as(owner_unit)
+        per_unit.index_put_((rows[has], owner_unit[has]), c[has], accumulate=True)
+        unit_has[rows[has], owner_unit[has]] = True
+        if self.object_pooler is not None:
+            x, g = self.sub_object_encoder.inject(x, per_unit, unit_has)
+            gates = g.mean(-1).gather(1, owner_unit)
+        else:  # every token of the object gets the object's c
+            idx = st.unit[..., None].expand(-1, -1, per_unit.shape[-1])
+            x, g = self.sub_object_encoder.inject(x, per_unit.gather(1, idx), unit_has.gather(1, st.unit))
+            gates = g.mean(-1).gather(1, sub_owner.clamp(min=0))  # at the object's first token
+        return x, mask, types, torch.where(has, gates, torch.zeros_like(gates))
+
+    def sub_object_gates(self, **batch) -> dict[str, float]:
+        """Mean gate value per sub-collection over the objects of a collated batch: how much
+        constituent/hit information the model lets into its object embeddings (0: none)."""
+        if self.sub_object_encoder is None or batch.get("sub_features") is None:
+            return {}
+        keys = ("input_ids", "token_type_ids", "attention_mask", "sub_features", "sub_mask", "sub_owner", "sub_kind")
+        with torch.no_grad():
+            *_rest, gates = self.embed(**{k: batch[k] for k in keys if k in batch})
+        has = (batch["sub_owner"] >= 0) & batch["sub_mask"].any(-1)
+        out = {}
+        for k, name in enumerate(self.config.sub_objects):
+            sel = has & (batch["sub_kind"] == k)
+            if bool(sel.any()):
+                out[name] = float(gates[sel].mean())
+        return out
 
     def forward(
         self,
@@ -293,11 +421,19 @@ class HepEventModel(_HepEventInit, BertModel):
         position_ids=None,
         inputs_embeds=None,
         structure: ObjectStructure | None = None,
+        sub_features: torch.Tensor | None = None,
+        sub_mask: torch.Tensor | None = None,
+        sub_owner: torch.Tensor | None = None,
+        sub_kind: torch.Tensor | None = None,
         **kwargs,
     ):
         """As ``BertModel.forward``; ``structure``: the batch's ``structure(...)`` when the
-        caller has it already (hierarchical model only)."""
-        if self.object_pooler is None:
+        caller has it already. ``sub_features (B, K, C, F)``, ``sub_mask (B, K, C)``,
+        ``sub_owner (B, K)`` (position of the owning object's first token, -1 padding),
+        ``sub_kind (B, K)``: sub-objects (``collators.pad_sub_objects``), read when
+        ``config.sub_objects`` is set; without them the model uses objects only."""
+        use_sub = self._uses_sub_objects(sub_features)
+        if self.object_pooler is None and not use_sub:
             return super().forward(
                 input_ids,
                 attention_mask=attention_mask,
@@ -307,15 +443,16 @@ class HepEventModel(_HepEventInit, BertModel):
                 **kwargs,
             )
         if input_ids is None:
-            raise ValueError("the hierarchical model (object_pooling) takes input_ids, not inputs_embeds")
-        st = structure if structure is not None else self.structure(token_type_ids, attention_mask)
-        tokens = self.embeddings.word_embeddings(input_ids)
-        units = self.object_pooler(tokens, st)
+            raise ValueError("the hierarchical and sub-object models take input_ids, not inputs_embeds")
+        x, mask, types, _gates = self.embed(
+            input_ids, token_type_ids, attention_mask, structure, sub_features, sub_mask, sub_owner, sub_kind
+        )
         return super().forward(
             None,
-            attention_mask=st.unit_mask,
-            token_type_ids=st.unit_types,
-            inputs_embeds=units,
+            attention_mask=mask,
+            token_type_ids=types,
+            position_ids=position_ids if self.object_pooler is None else None,
+            inputs_embeds=x,
             **kwargs,
         )
 

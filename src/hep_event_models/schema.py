@@ -11,6 +11,8 @@ File layout (DESIGN §2; seed 004). One file holds ``n_events`` events::
     common/<collection>/n       (n_events,) number of real objects (== mask.sum(1))
     atlas/<collection>/<key>    (n_events, max_objects) ATLAS-only per-object arrays
     cms/<collection>/<key>      (n_events, max_objects) CMS-only per-object arrays
+    common/<coll>/<sub>/<key>   (n_events, max_objects, C) optional sub-objects (jet constituents,
+                                track hits; ``SUB_COLLECTIONS``), with their own mask and n
     common/met/<key>            (n_events,) per-event scalars (MET is one object per event)
     common/event/<key>          (n_events,) per-event scalars
     atlas/event/<key>           (n_events,) per-event scalars (cms/event/<key> in CMS files)
@@ -503,6 +505,91 @@ COLLECTIONS: dict[str, CollectionSchema] = {
 OBJECT_COLLECTIONS = tuple(name for name, c in COLLECTIONS.items() if c.per_object)
 EVENT_GROUPS = tuple(name for name, c in COLLECTIONS.items() if not c.per_object)
 TYPE_IDS: dict[str, int] = {name: c.type_id for name, c in COLLECTIONS.items()}
+
+
+# --------------------------------------------------------------------------------------
+# Sub-objects: optional collections one level deeper (seed 004)
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SubCollectionSchema:
+    """Optional sub-objects of the objects of one collection: jet constituents, track hits.
+
+    Stored under ``common/<parent>/<name>/<key>`` as ``(n_events, M, C)`` arrays, ``M`` the
+    parent's ``max_objects`` (the same slots as the parent's own arrays) and ``C`` the
+    sub-objects per object, packed at the front (``mask`` ``(n_events, M, C)`` bool, ``n``
+    ``(n_events, M)`` counts). A file may hold them or not; readers that ask for them
+    ``"auto"`` use them where every file has them and fall back to objects only.
+
+    Args:
+        name: group name under the parent's group (``"constituents"``, ``"hits"``).
+        parent: the object collection (``"jets"``, ``"tracks"``).
+        fields: datasets of each sub-object.
+        max_objects: default ``C`` written by the generator.
+    """
+
+    name: str
+    parent: str
+    fields_: tuple[Field, ...]
+    max_objects: int
+
+    @property
+    def key(self) -> str:
+        """``"<parent>_<name>"``: the name used by readers, datasets and model configs."""
+        return f"{self.parent}_{self.name}"
+
+    @property
+    def group(self) -> str:
+        return f"{COMMON}/{self.parent}/{self.name}"
+
+    @property
+    def fields(self) -> dict[str, Field]:
+        return {f.name: f for f in self.fields_}
+
+    def path_of(self, key: str) -> str:
+        if key not in self.fields and key not in (MASK, COUNT):
+            raise KeyError(f"{key!r} is not a field of {self.group}; known: {list(self.fields)}")
+        return f"{self.group}/{key}"
+
+
+SUB_COLLECTIONS: dict[str, SubCollectionSchema] = {
+    s.key: s
+    for s in (
+        SubCollectionSchema(
+            "constituents",
+            "jets",
+            (
+                _f("pt", LOG_STANDARD, "GeV", "constituent transverse momentum"),
+                _f("eta", STANDARD, "", "constituent pseudorapidity"),
+                _f("phi", ANGLE, "rad", "constituent azimuth"),
+                _f("charge", CATEGORICAL, "", "electric charge (0: neutral)", dtype="int8", categories=(-1, 0, 1)),
+                _f("d0", STANDARD, "mm", "transverse impact parameter (0 for neutral constituents)"),
+                _f("z0", STANDARD, "mm", "longitudinal impact parameter w.r.t. the PV (0 for neutral)"),
+            ),
+            max_objects=50,
+        ),
+        SubCollectionSchema(
+            "hits",
+            "tracks",
+            (
+                _f("eta", STANDARD, "", "pseudorapidity of the hit position"),
+                _f("phi", ANGLE, "rad", "azimuth of the hit position"),
+                _f("energy", LOG_STANDARD, "GeV", "deposited energy"),
+                _f("layer", INTEGER, "", "detector layer (0-3 pixel, 4-11 SCT, 12-29 TRT)", dtype="int8"),
+                _f("time", STANDARD, "ns", "hit time after the bunch crossing"),
+            ),
+            max_objects=30,
+        ),
+    )
+}
+
+
+def sub_collection(key: str) -> SubCollectionSchema:
+    """Schema of a sub-object collection (``"jets_constituents"``, ``"tracks_hits"``)."""
+    try:
+        return SUB_COLLECTIONS[key]
+    except KeyError:
+        raise KeyError(f"unknown sub-object collection {key!r}; known: {list(SUB_COLLECTIONS)}") from None
+
 
 # --------------------------------------------------------------------------------------
 # Truth: labels and optional per-object truth

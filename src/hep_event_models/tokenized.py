@@ -12,6 +12,9 @@ column              type                   meaning
 ``event_index``     int64                  row of the event in its HDF5 file
 ``source_file``     string                 HDF5 file name
 ``label``           int16                  process id (``schema.PROCESS_IDS``), -1 unlabelled
+``<key>``           list<list<float32>>    optional sub-object inputs (``subobjects``), e.g.
+                                           ``jets_constituents``: one row per constituent
+``<key>_owner``     list<int32>            position of the first token of each row's object
 ==================  =====================  ==============================================
 
 and the tokenizer's fingerprints in the Arrow schema metadata (key ``hep_event_models``).
@@ -41,6 +44,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +55,7 @@ from tqdm.auto import tqdm
 
 from .io.reader import EventReader, expand_files
 from .memory import release_memory
+from .subobjects import SUB_OBJECT_INPUTS, arrow_fields, sub_object_columns
 
 META_KEY = b"hep_event_models"
 MANIFEST = "dataset_manifest.json"
@@ -97,9 +102,9 @@ def selection_label(m4l_window: tuple[float, float] | None) -> str | None:
     return f"four leptons, {lo:g} < m4l < {hi:g} GeV"
 
 
-def arrow_schema(tokenizer, selection: str | None = None) -> pa.Schema:
+def arrow_schema(tokenizer, selection: str | None = None, sub_objects: Sequence[str] = ()) -> pa.Schema:
     """Schema of tokenized shards, with the tokenizer's fingerprints (and the event
-    selection, if any) as metadata."""
+    selection, if any) as metadata; ``sub_objects`` adds their columns (``subobjects``)."""
     id_type = pa.uint16() if tokenizer.vocab_size <= np.iinfo(np.uint16).max + 1 else pa.int32()
     meta = {
         "tokenizer_fingerprint": tokenizer.fingerprint,
@@ -108,6 +113,7 @@ def arrow_schema(tokenizer, selection: str | None = None) -> pa.Schema:
         "objects": tokenizer.objects,
         "format": "hep_event_models.tokenized/1",
         "selection": selection,
+        "sub_objects": list(sub_objects),
     }
     return pa.schema(
         [
@@ -117,6 +123,7 @@ def arrow_schema(tokenizer, selection: str | None = None) -> pa.Schema:
             ("event_index", pa.int64()),
             ("source_file", pa.string()),
             ("label", pa.int16()),
+            *arrow_fields(sub_objects),
         ],
         metadata={META_KEY: json.dumps(meta).encode()},
     )
@@ -133,6 +140,8 @@ def encode_record_batch(tokenizer, events, schema_: pa.Schema, max_length=None, 
     types = pa.ListArray.from_arrays(offsets, pa.array(enc["token_type_ids"][att].astype(np.int8)))
     ones = pa.ListArray.from_arrays(offsets, pa.array(np.ones(int(lengths.sum()), dtype=np.int8)))
     names = np.asarray([os.path.basename(f) for f in events.files], dtype=object)[events.file_index]
+    keys = [k for k in SUB_OBJECT_INPUTS if k in schema_.names]
+    subs = sub_object_columns(tokenizer, events, keys, truncation=truncation, max_length=max_length)
     return pa.RecordBatch.from_arrays(
         [
             ids,
@@ -141,6 +150,7 @@ def encode_record_batch(tokenizer, events, schema_: pa.Schema, max_length=None, 
             pa.array(events.event_index.astype(np.int64)),
             pa.array(names, type=pa.string()),
             pa.array(events.labels.astype(np.int16)),
+            *(subs[name].cast(schema_.field(name).type) for name, _ in arrow_fields(keys)),
         ],
         schema=schema_,
     )
@@ -162,7 +172,12 @@ def shard_metadata(path: str | Path) -> dict:
 def _write_shard(tokenizer, shard: Shard, out: Path, schema_: pa.Schema, fmt: str, opts: dict) -> dict:
     final = out / shard.name
     tmp = out / f".{shard.name}.tmp"
-    reader = tokenizer.reader(shard.file, chunk_size=opts["chunk_size"], rows=(shard.start, shard.stop))
+    reader = tokenizer.reader(
+        shard.file,
+        chunk_size=opts["chunk_size"],
+        rows=(shard.start, shard.stop),
+        sub_objects=[k for k in SUB_OBJECT_INPUTS if k in schema_.names],
+    )
     n_events = n_tokens = 0
     try:
         if fmt == "parquet":
@@ -226,6 +241,7 @@ def tokenize_dataset(
     progress: bool = True,
     device: str | None = None,
     m4l_window: tuple[float, float] | None = None,
+    sub_objects: str | Sequence[str] | None = "auto",
 ) -> dict:
     """Tokenize HDF5 events into sharded Parquet or Arrow files (module doc).
 
@@ -243,6 +259,10 @@ def tokenize_dataset(
             (a directory loads to the CPU).
         m4l_window: keep only four-lepton events with ``lo < m_4ℓ < hi`` GeV (module doc);
             the tokenizer must include electrons and muons with pt, eta, phi and charge.
+        sub_objects: sub-object columns to add (``subobjects``: jet constituents, track
+            hits, attached to their objects' tokens): ``"auto"`` (default): those of the
+            tokenizer's collections that every input file holds; a list of keys
+            (required); ``None``: none.
 
     Returns:
         summary: events, tokens, shards written and skipped, seconds, events/s and objects/s.
@@ -265,7 +285,9 @@ def tokenize_dataset(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     all_files = expand_files(data)
-    counts = EventReader(all_files, selection=tokenizer.object_configs()).events_per_file()
+    probe = EventReader(all_files, selection=tokenizer.object_configs(), sub_objects=sub_objects)
+    counts = probe.events_per_file()
+    subs = probe.sub_objects
     plan = plan_shards(all_files, counts, rows_per_shard, fmt)
     mine = set(all_files[shard_index::num_shards])
     todo, skipped = [], []
@@ -284,10 +306,15 @@ def tokenize_dataset(
                     f"{out / s.name}: written with selection {md.get('selection')!r}, not {selection!r}; "
                     "use another output directory"
                 )
+            if md.get("sub_objects", []) != subs:
+                raise FingerprintMismatchError(
+                    f"{out / s.name}: written with sub-objects {md.get('sub_objects', [])}, not {subs}; "
+                    "use another output directory"
+                )
             skipped.append(s.name)
         else:
             todo.append(s)
-    schema_ = arrow_schema(tokenizer, selection)
+    schema_ = arrow_schema(tokenizer, selection, subs)
     opts = {
         "chunk_size": chunk_size,
         "max_length": max_length,
@@ -330,14 +357,17 @@ def tokenize_dataset(
         "tokenizer_fingerprint": tokenizer.fingerprint,
         "format": fmt,
         "selection": selection,
+        "sub_objects": subs,
     }
     summary["objects_per_s"] = summary["objects"] / seconds if seconds > 0 and n_events else None
     if all((out / s.name).exists() for s in plan):
-        _finalize(out, plan, tokenizer, fmt, selection)
+        _finalize(out, plan, tokenizer, fmt, selection, subs)
     return summary
 
 
-def _finalize(out: Path, plan: list[Shard], tokenizer, fmt: str, selection: str | None = None) -> None:
+def _finalize(
+    out: Path, plan: list[Shard], tokenizer, fmt: str, selection: str | None = None, subs: Sequence[str] = ()
+) -> None:
     """Manifest (and ``datasets`` state for Arrow) once every shard of the plan exists."""
     names = [s.name for s in plan]
     manifest = {
@@ -348,11 +378,12 @@ def _finalize(out: Path, plan: list[Shard], tokenizer, fmt: str, selection: str 
         "vocab_size": tokenizer.vocab_size,
         "source_files": sorted({os.path.basename(s.file) for s in plan}),
         "selection": selection,
+        "sub_objects": list(subs),
     }
     if fmt == "arrow":
         from datasets import Features
 
-        feats = Features.from_arrow_schema(arrow_schema(tokenizer, selection))
+        feats = Features.from_arrow_schema(arrow_schema(tokenizer, selection, subs))
         state = {
             "_data_files": [{"filename": n} for n in names],
             "_fingerprint": tokenizer.fingerprint + hashlib.sha256("".join(names).encode()).hexdigest()[:8],
@@ -422,24 +453,32 @@ def load_tokenized(path: str | Path, tokenizer=None, streaming: bool = False, la
 _WORKER_TOKENIZERS: dict[str, object] = {}
 
 
-def _generate(files: list[str], tokenizer, chunk_size: int, max_length, truncation: bool):
+def _generate(files: list[str], tokenizer, chunk_size: int, max_length, truncation: bool, sub_objects=()):
     from .event_tokenizer import EventTokenizer
 
     if isinstance(tokenizer, str):
         if tokenizer not in _WORKER_TOKENIZERS:
             _WORKER_TOKENIZERS[tokenizer] = EventTokenizer.from_pretrained(tokenizer)
         tokenizer = _WORKER_TOKENIZERS[tokenizer]
-    schema_ = arrow_schema(tokenizer)
-    for events in tokenizer.reader(files, chunk_size=chunk_size):
+    schema_ = arrow_schema(tokenizer, sub_objects=sub_objects)
+    for events in tokenizer.reader(files, chunk_size=chunk_size, sub_objects=list(sub_objects)):
         rows = encode_record_batch(tokenizer, events, schema_, max_length, truncation).to_pylist()
         release_memory()
         yield from rows
 
 
-def on_the_fly_dataset(tokenizer, data, chunk_size: int = 1024, max_length: int | None = None, truncation=False):
+def on_the_fly_dataset(
+    tokenizer,
+    data,
+    chunk_size: int = 1024,
+    max_length: int | None = None,
+    truncation=False,
+    sub_objects: str | Sequence[str] | None = "auto",
+):
     """A ``datasets.IterableDataset`` that reads HDF5 and tokenizes as it goes.
 
-    Yields the same columns as ``tokenize_dataset``. Input files are its shards: a
+    Yields the same columns as ``tokenize_dataset`` (``sub_objects`` as there: by default
+    the sub-object columns of whatever sub-objects every file holds). Input files are its shards: a
     ``DataLoader`` with ``num_workers=k`` gives each worker its own files (at most one worker
     per file), and each worker loads the tokenizer once (pass a directory for that).
     ``shuffle(seed, buffer_size)`` shuffles file order and rows through a buffer.
@@ -450,7 +489,8 @@ def on_the_fly_dataset(tokenizer, data, chunk_size: int = 1024, max_length: int 
 
     tok_obj = tokenizer if isinstance(tokenizer, EventTokenizer) else EventTokenizer.from_pretrained(tokenizer)
     files = expand_files(data)
-    feats = datasets.Features.from_arrow_schema(arrow_schema(tok_obj))
+    subs = tok_obj.reader(files, sub_objects=sub_objects).sub_objects
+    feats = datasets.Features.from_arrow_schema(arrow_schema(tok_obj, sub_objects=subs))
     return datasets.IterableDataset.from_generator(
         _generate,
         features=feats,
@@ -460,6 +500,7 @@ def on_the_fly_dataset(tokenizer, data, chunk_size: int = 1024, max_length: int 
             "chunk_size": chunk_size,
             "max_length": max_length,
             "truncation": truncation,
+            "sub_objects": tuple(subs),  # a tuple: datasets shards over the lists in gen_kwargs (the files)
         },
     )
 

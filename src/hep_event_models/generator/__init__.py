@@ -38,6 +38,9 @@ overlap removal between collections except that hadronic taus also appear as jet
 in ATLAS), parton luminosities as power laws, cross sections not modelled (one
 process per file; mix files to build samples).
 
+Optional sub-objects (``sub_objects=True``): jet constituents and track hits, sampled
+from the packed jets and tracks (``generator.subobjects`` lists what they model).
+
 Determinism: chunk ``k`` of a file with seed ``s`` uses ``SeedSequence([s, process id, k])``,
 so output depends only on (process, seed, events, chunk size).
 """
@@ -59,6 +62,7 @@ from .. import __version__, schema
 from ..io.writer import EventWriter, compress_batch
 from . import processes
 from .detector import reconstruct
+from .subobjects import jet_constituents, track_hits
 
 PROCESSES = tuple(processes.PROCESSES)
 # MC dataset ids (DSIDs) in the style of ATLAS Run-2 samples
@@ -66,7 +70,7 @@ MC_CHANNELS = {"hzz4l": 345060, "zz4l": 364250, "ttbar": 410470, "dy": 700320}
 
 
 def generate_batch(
-    process: str, n_events: int, seed: int = 0, chunk_index: int = 0, mass_window=None
+    process: str, n_events: int, seed: int = 0, chunk_index: int = 0, mass_window=None, sub_objects: bool = False
 ) -> dict[str, np.ndarray]:
     """Generate one chunk of events: ``{dataset path: array}`` (schema keys plus ``truth/``).
 
@@ -77,6 +81,9 @@ def generate_batch(
         chunk_index: which chunk of the file (decides the random stream and event numbers).
         mass_window: optional ``(lo, hi)`` GeV on the truth mass of the hard system
             (m_4ℓ for ``zz4l``, m_ℓℓ for ``dy``): a generator-level filter.
+        sub_objects: also add jet constituents and track hits (``schema.SUB_COLLECTIONS``,
+            see ``generator.subobjects``). They are drawn after everything else from the
+            same stream, so every other dataset is identical with and without them.
     """
     if process not in processes.PROCESSES:
         raise ValueError(f"unknown process {process!r}; choose from {PROCESSES}")
@@ -84,13 +91,17 @@ def generate_batch(
     hard = processes.PROCESSES[process](rng, int(n_events), mass_window=mass_window)
     first = int(seed) * 1_000_000_000 + int(chunk_index) * int(n_events) + 1
     out = reconstruct(rng, hard, schema.PROCESS_IDS[process], MC_CHANNELS[process], first)
+    if sub_objects:
+        out.update(jet_constituents(rng, out))
+        out.update(track_hits(rng, out))
     out[f"{schema.TRUTH}/hard_mass"] = hard.hard_mass.astype(np.float32)
     return out
 
 
-def _batch_args(process, n_events, seed, chunk_size, mass_window, compress):
+def _batch_args(process, n_events, seed, chunk_size, mass_window, compress, sub_objects=False):
+    """Arguments of ``_generate_star`` per chunk: ``generate_batch``'s positional arguments, then ``compress``."""
     for k, start in enumerate(range(0, n_events, chunk_size)):
-        yield (process, min(chunk_size, n_events - start), seed, k, mass_window, compress)
+        yield (process, min(chunk_size, n_events - start), seed, k, mass_window, bool(sub_objects), compress)
 
 
 def _generate_star(args):
@@ -115,15 +126,17 @@ def iter_chunks(
     mass_window=None,
     workers: int = 1,
     compress: tuple[int, int] | None = None,
+    sub_objects: bool = False,
 ) -> Iterator:
     """Chunks of ``chunk_size`` events (the last one shorter) totalling ``n_events``, in order.
 
     With ``workers > 1`` chunks are generated in worker processes, at most ``workers + 1``
     in flight (bounded memory); the output is identical to ``workers=1``. With
     ``compress=(chunk_events, level)`` each chunk is also deflated where it was generated
-    and yielded as a ``CompressedBatch``, so compression runs in parallel too.
+    and yielded as a ``CompressedBatch``, so compression runs in parallel too. With
+    ``sub_objects`` chunks also hold jet constituents and track hits (``generate_batch``).
     """
-    args = _batch_args(process, n_events, seed, chunk_size, mass_window, compress)
+    args = _batch_args(process, n_events, seed, chunk_size, mass_window, compress, sub_objects)
     if workers <= 1:
         yield from map(_generate_star, args)
         return
@@ -148,12 +161,15 @@ def generate(
     progress: bool = True,
     compression: str | None = "gzip",
     workers: int | None = None,
+    sub_objects: bool = False,
 ) -> dict:
     """Generate ``n_events`` of ``process`` into the HDF5 file ``out`` (atomically).
 
     ``workers`` processes generate and compress chunks in parallel (default: the CPU count,
     at most 4); the main process only writes the compressed chunks. The file is the same for
-    any number of workers.
+    any number of workers. ``sub_objects`` also writes jet constituents and track hits
+    (``common/jets/constituents/*``, ``common/tracks/hits/*``) without changing any other
+    dataset; the metadata attribute ``sub_objects`` lists their keys ("" when off).
 
     Returns a summary ``{"file", "process", "n_events", "seconds", "events_per_second"}``.
     """
@@ -170,6 +186,7 @@ def generate(
         generator="hep_event_models.generator",
         seed=int(seed),
         mass_window="" if mass_window is None else f"{mass_window[0]},{mass_window[1]}",
+        sub_objects=",".join(schema.SUB_COLLECTIONS) if sub_objects else "",
     )
     chunk_events = hdf5_chunk_events(chunk_size)
     precompress = (chunk_events, 1) if compression == "gzip" else None
@@ -177,7 +194,9 @@ def generate(
         EventWriter(out, metadata=md, compression=compression, chunk_events=chunk_events) as w,
         tqdm(total=n_events, unit="ev", desc=f"generate {process}", disable=not progress) as bar,
     ):
-        for chunk in iter_chunks(process, n_events, seed, chunk_size, mass_window, workers, precompress):
+        for chunk in iter_chunks(
+            process, n_events, seed, chunk_size, mass_window, workers, precompress, sub_objects=sub_objects
+        ):
             if precompress:
                 w.append_compressed(chunk)
                 bar.update(chunk.n_events)

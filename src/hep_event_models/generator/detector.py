@@ -280,10 +280,14 @@ def _beta_where(rng, mask: np.ndarray, a: float, b: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # tracks and isolation
 # --------------------------------------------------------------------------------------
+def impact_parameter_resolution(pt, eta):
+    """(σ d0, σ z0) in mm of a track with pT [GeV] and η (also used for jet constituents)."""
+    return 0.010 + 0.09 / np.maximum(pt, 0.5), 0.040 + 0.12 * np.cosh(eta) / np.maximum(pt, 0.5)
+
+
 def track_params(rng, pt, eta, charge, d0_extra=0.0, z0_offset=0.0):
     """Impact parameters [mm], q/p [1/GeV], χ² and nDoF of tracks with the given truth."""
-    sig_d0 = 0.010 + 0.09 / np.maximum(pt, 0.5)
-    sig_z0 = 0.040 + 0.12 * np.cosh(eta) / np.maximum(pt, 0.5)
+    sig_d0, sig_z0 = impact_parameter_resolution(pt, eta)
     d0 = rng.normal(0.0, 1.0, pt.shape) * sig_d0 + d0_extra
     z0 = rng.normal(0.0, 1.0, pt.shape) * sig_z0 + z0_offset
     n_pix = rng.binomial(4, 0.97, pt.shape) + (np.abs(eta) > 1.8)

@@ -1,6 +1,6 @@
 """HDF5 event I/O: streaming reader, atomic writer, validation."""
 
-from .reader import CollectionBatch, EventBatch, EventReader, expand_files, read_metadata
+from .reader import CollectionBatch, EventBatch, EventReader, SubObjectBatch, expand_files, read_metadata
 from .validate import EventFileError, Problem
 from .writer import EventWriter, write_events
 
@@ -11,6 +11,7 @@ __all__ = [
     "EventReader",
     "EventWriter",
     "Problem",
+    "SubObjectBatch",
     "expand_files",
     "read_metadata",
     "write_events",

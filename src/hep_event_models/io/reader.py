@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import glob as _glob
 import json
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +33,11 @@ from .validate import (
     check_collection_chunk,
     check_scalars_chunk,
     check_structure,
+    check_sub_chunk,
+    check_sub_structure,
     collection_width,
     file_experiment,
+    has_sub_objects,
 )
 
 
@@ -82,6 +86,29 @@ class CollectionBatch:
 
 
 @dataclass
+class SubObjectBatch:
+    """Sub-objects (jet constituents, track hits) of one collection's objects.
+
+    Attributes:
+        values: ``(B, M, C, F)`` float32, physical units; padding is 0. ``M`` slots are
+            the parent collection's, in the file's order (pT descending).
+        mask: ``(B, M, C)`` bool, True for real sub-objects (packed at the front).
+        features: the ``F`` feature names (the schema's fields).
+    """
+
+    values: np.ndarray
+    mask: np.ndarray
+    features: tuple[str, ...]
+
+    def feature(self, name: str) -> np.ndarray:
+        """``(B, M, C)`` values of one feature."""
+        return self.values[..., self.features.index(name)]
+
+    def take(self, idx: np.ndarray) -> SubObjectBatch:
+        return SubObjectBatch(self.values[idx], self.mask[idx], self.features)
+
+
+@dataclass
 class EventBatch:
     """A batch of ``B`` events.
 
@@ -92,6 +119,8 @@ class EventBatch:
         event_index: ``(B,)`` int64 row of each event in its file.
         file_index: ``(B,)`` int32 index into ``files``.
         files: source file names.
+        sub_objects: ``{key: SubObjectBatch}`` (``schema.SUB_COLLECTIONS`` keys such as
+            ``"jets_constituents"``), when read (``EventReader(sub_objects=...)``).
     """
 
     collections: dict[str, CollectionBatch]
@@ -100,6 +129,7 @@ class EventBatch:
     event_index: np.ndarray
     file_index: np.ndarray
     files: list[str] = field(default_factory=list)
+    sub_objects: dict[str, SubObjectBatch] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -118,6 +148,7 @@ class EventBatch:
             self.event_index[idx],
             self.file_index[idx],
             self.files,
+            {k: c.take(idx) for k, c in self.sub_objects.items()},
         )
 
     @staticmethod
@@ -140,7 +171,26 @@ class EventBatch:
             np.concatenate([b.event_index for b in batches]),
             np.concatenate([b.file_index for b in batches]),
             b0.files,
+            {
+                k: SubObjectBatch(
+                    _concat_padded([b.sub_objects[k].values for b in batches]),
+                    _concat_padded([b.sub_objects[k].mask for b in batches]),
+                    c.features,
+                )
+                for k, c in b0.sub_objects.items()
+            },
         )
+
+
+def _concat_padded(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Concatenate along axis 0, zero-padding axis 2 (sub-object width) to the widest."""
+    width = max(a.shape[2] for a in arrays)
+    pad = [(0, 0)] * arrays[0].ndim
+    out = []
+    for a in arrays:
+        pad[2] = (0, width - a.shape[2])
+        out.append(np.pad(a, pad) if a.shape[2] < width else a)
+    return np.concatenate(out)
 
 
 def _experiments_of(files: Sequence[str]) -> set[str]:
@@ -187,6 +237,12 @@ class EventReader:
         max_events: stop after this many events in total.
         rows: ``(start, stop)``: read only these rows of every file (``stop`` is clipped to
             the file's length), e.g. one output shard of a large file.
+        sub_objects: sub-object collections to read (``schema.SUB_COLLECTIONS`` keys, e.g.
+            ``["jets_constituents"]``; their parent collection must be selected), required
+            in every file; or ``"auto"``: those of the selected collections that every file
+            holds (a warning names collections only some files hold, which are then not
+            read); ``None``: none.
+        max_sub_objects: per sub-collection truncation ``{key: C}`` (keeps the leading ``C``).
     """
 
     def __init__(
@@ -203,6 +259,8 @@ class EventReader:
         validate: bool = True,
         max_events: int | None = None,
         rows: tuple[int, int] | None = None,
+        sub_objects: str | Sequence[str] | None = None,
+        max_sub_objects: Mapping[str, int] | None = None,
     ):
         if not 0 <= shard_index < num_shards:
             raise ValueError(f"shard_index must be in [0, {num_shards}), got {shard_index}")
@@ -235,6 +293,38 @@ class EventReader:
             raise ValueError(f"rows must be (start, stop) with 0 <= start <= stop, got {rows}")
         self.rows = None if rows is None else (int(rows[0]), int(rows[1]))
         self._n_events: list[int] | None = None
+        self.max_sub_objects = dict(max_sub_objects or {})
+        self._auto_sub = sub_objects == "auto"
+        if sub_objects is None or self._auto_sub:
+            requested = []
+        elif isinstance(sub_objects, str):
+            raise ValueError(f"sub_objects must be 'auto', None or a list of keys, got {sub_objects!r}")
+        else:
+            requested = list(sub_objects)
+        for key in requested:
+            parent = schema.sub_collection(key).parent
+            if parent not in self.selection:
+                raise ValueError(f"sub_objects {key!r} need their parent collection {parent!r} in the selection")
+        self._sub_objects: list[str] | None = None if self._auto_sub else requested
+
+    @property
+    def sub_objects(self) -> list[str]:
+        """The sub-object collections this reader reads (``"auto"`` resolved on the files)."""
+        if self._sub_objects is None:
+            candidates = [k for k, s in schema.SUB_COLLECTIONS.items() if s.parent in self.selection]
+            present = {k: 0 for k in candidates}
+            for p in self.files:
+                with h5py.File(p, "r") as f:
+                    for k in candidates:
+                        present[k] += has_sub_objects(f, k)
+            partial = [k for k, c in present.items() if 0 < c < len(self.files)]
+            if partial:
+                warnings.warn(
+                    f"sub-objects {partial} are in only some of the files; reading objects only for them",
+                    stacklevel=2,
+                )
+            self._sub_objects = [k for k, c in present.items() if self.files and c == len(self.files)]
+        return self._sub_objects
 
     def set_epoch(self, epoch: int) -> None:
         """Change the shuffling order (same seed and epoch give the same order)."""
@@ -243,10 +333,15 @@ class EventReader:
     # -- metadata -------------------------------------------------------------------------
     def _open_checked(self, path: str) -> tuple[h5py.File, int]:
         try:
-            f = h5py.File(path, "r")
+            # a chunk cache that holds whole chunks of the (n, M, C) sub-object arrays (MBs
+            # each), so reading a chunk in slabs does not inflate it once per slab
+            f = h5py.File(path, "r", rdcc_nbytes=64 * 1024**2)
         except OSError as e:
             raise EventFileError([Problem(path, "", f"cannot open as HDF5 ({e})")]) from None
         n, problems = check_structure(f, path, self.selection, self.scalars, self.sources)
+        if not problems:
+            for key in self.sub_objects:
+                problems += check_sub_structure(f, path, key, n, collection_width(f, schema.sub_collection(key).parent))
         if problems:
             f.close()
             raise EventFileError(problems)
@@ -344,6 +439,23 @@ class EventReader:
                 if self.validate:
                     problems += check_scalars_chunk(path, s, raw)
             colls[cname] = CollectionBatch(values, mask, tuple(feats))
+        subs = {}
+        for key in self.sub_objects:
+            sub = schema.sub_collection(key)
+            parent_mask = colls[sub.parent].mask
+            m = parent_mask.shape[1]
+            smask = f[sub.path_of(schema.MASK)]
+            c = min(self.max_sub_objects.get(key, smask.shape[2]), smask.shape[2])
+            smask = smask[s:e, :m, :c]
+            raw = {name: f[sub.path_of(name)][s:e, :m, :c] for name in sub.fields}
+            if self.validate:
+                counts = f[sub.path_of(schema.COUNT)][s:e, :m]
+                if c < f[sub.path_of(schema.MASK)].shape[2]:
+                    counts = np.minimum(counts, c)
+                problems += check_sub_chunk(path, key, s, parent_mask, smask, counts, raw)
+            values = np.stack([raw[name].astype(np.float32) for name in sub.fields], axis=-1)
+            values[~smask] = 0.0
+            subs[key] = SubObjectBatch(values, smask & parent_mask[..., None], tuple(sub.fields))
         scalars, by_path = {}, {}
         for sname in self.scalars:
             group, _, key = sname.rpartition("/")
@@ -364,6 +476,7 @@ class EventReader:
             np.arange(s, e, dtype=np.int64),
             np.full(e - s, fi, dtype=np.int32),
             self.files,
+            subs,
         )
 
 

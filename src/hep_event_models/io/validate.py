@@ -268,3 +268,83 @@ def check_scalars_chunk(path: str, start: int, values: Mapping[str, np.ndarray])
                     )
                 )
     return problems
+
+
+# --------------------------------------------------------------------------------------
+# sub-objects (jet constituents, track hits): common/<parent>/<name>/<key>
+# --------------------------------------------------------------------------------------
+def has_sub_objects(f: h5py.File, key: str) -> bool:
+    """Whether the file holds the sub-object collection ``key`` (its ``mask`` dataset)."""
+    return schema.sub_collection(key).path_of(schema.MASK) in f
+
+
+def check_sub_structure(f: h5py.File, path: str, key: str, n: int, width: int | None) -> list[Problem]:
+    """Shapes and dtypes of a sub-object collection: ``(n, width, C)`` arrays, ``n`` ``(n, width)``."""
+    sub = schema.sub_collection(key)
+    mask_key = sub.path_of(schema.MASK)
+    if mask_key not in f:
+        return [Problem(path, sub.group, f"missing key 'mask' (no {key} in this file)")]
+    mask = f[mask_key]
+    if not isinstance(mask, h5py.Dataset) or len(mask.shape) != 3:
+        return [Problem(path, mask_key, f"expected a (n_events, max_objects, C) bool dataset, got {mask}")]
+    C = int(mask.shape[2])
+    shape = (n, width if width is not None else -1, C)
+    problems = _check_dataset(f, path, mask_key, shape, schema.BOOL)
+    problems += _check_dataset(f, path, sub.path_of(schema.COUNT), shape[:2], schema.INT)
+    for name, fld in sub.fields.items():
+        problems += _check_dataset(f, path, sub.path_of(name), shape, fld.dtype_class)
+    return problems
+
+
+def check_sub_chunk(
+    path: str,
+    key: str,
+    start: int,
+    parent_mask: np.ndarray,
+    mask: np.ndarray,
+    counts: np.ndarray,
+    values: Mapping[str, np.ndarray],
+) -> list[Problem]:
+    """Content checks of one chunk of sub-objects: ``mask`` ``(B, M, C)`` agrees with ``n``
+    ``(B, M)``, is packed at the front, lies inside the parent's ``(B, M)`` mask; no NaN/inf."""
+    sub = schema.sub_collection(key)
+    mask_key = sub.path_of(schema.MASK)
+    problems = []
+
+    def first_event(bad: np.ndarray) -> int:
+        return start + int(np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0])
+
+    bad = mask.sum(axis=2) != counts
+    if bad.any():
+        problems.append(
+            Problem(
+                path, mask_key, f"mask disagrees with {sub.path_of(schema.COUNT)} (first: event {first_event(bad)})"
+            )
+        )
+    orphan = mask.any(axis=2) & ~parent_mask
+    if orphan.any():
+        problems.append(
+            Problem(
+                path,
+                mask_key,
+                f"sub-objects of padded {sub.parent} slots (no parent object; first: event {first_event(orphan)})",
+            )
+        )
+    if mask.shape[2] > 1:
+        unpacked = mask[..., 1:] & ~mask[..., :-1]
+        if unpacked.any():
+            problems.append(
+                Problem(path, mask_key, f"sub-objects not packed at the front (first: event {first_event(unpacked)})")
+            )
+    for name, arr in values.items():
+        if np.issubdtype(arr.dtype, np.floating):
+            bad = ~np.isfinite(arr) & mask
+            if bad.any():
+                problems.append(
+                    Problem(
+                        path,
+                        sub.path_of(name),
+                        f"NaN/inf in {int(bad.sum())} real sub-objects (first: event {first_event(bad)})",
+                    )
+                )
+    return problems

@@ -39,6 +39,7 @@ def required_keys(experiment: str = schema.DEFAULT_EXPERIMENT) -> list[str]:
 
 
 _DATA_GROUPS = (schema.COMMON, *schema.EXPERIMENT_GROUPS.values())
+_SUB_BY_GROUP = {s.group: s for s in schema.SUB_COLLECTIONS.values()}
 
 
 def _target_dtype(path: str) -> np.dtype | None:
@@ -50,6 +51,16 @@ def _target_dtype(path: str) -> np.dtype | None:
         if parts[2] == schema.COUNT:
             return np.dtype(np.int16)
         f = coll.all_fields.get(parts[2])
+        return np.dtype(f.dtype) if f is not None else None
+    if len(parts) == 4:  # common/<parent>/<sub>/<key>: sub-objects
+        sub = _SUB_BY_GROUP.get(path.rsplit("/", 1)[0])
+        if sub is None:
+            return None
+        if parts[3] == schema.MASK:
+            return np.dtype(bool)
+        if parts[3] == schema.COUNT:
+            return np.dtype(np.int16)
+        f = sub.fields.get(parts[3])
         return np.dtype(f.dtype) if f is not None else None
     if path == schema.LABEL_KEY:
         return np.dtype(np.int16)

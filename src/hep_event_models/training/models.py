@@ -12,6 +12,7 @@ Tokenizer, dataset and model fingerprints are checked before training starts.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,14 @@ class ModelArguments:
         },
     )
     inner_layers: int = field(default=1, metadata={"help": "layers of the inner per-object transformer"})
+    sub_objects: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "constituent-enriched model (seed 004): sub-object collections read next to the tokens, "
+            "e.g. jets_constituents tracks_hits (data without them: objects only)"
+        },
+    )
+    sub_object_layers: int = field(default=1, metadata={"help": "layers of the sub-object transformer"})
     freeze_backbone: bool = field(default=False, metadata={"help": "fine-tuning: train only the head"})
 
 
@@ -116,19 +125,64 @@ def load_training_data(spec: str, tokenizer, data_args: DataArguments, config=No
     from ..modeling_hep_event import check_vocabulary
     from ..tokenized import dataset_fingerprint, load_tokenized, on_the_fly_dataset
 
+    wanted = list(getattr(config, "sub_objects", None) or [])
     if data_args.on_the_fly:
+        files = spec.split(",")
+        have = tokenizer.reader(files, sub_objects="auto").sub_objects if wanted else []
+        _warn_missing_sub_objects(wanted, have, spec)
         ds = on_the_fly_dataset(
-            tokenizer, spec.split(","), max_length=data_args.max_length, truncation=data_args.max_length is not None
+            tokenizer,
+            files,
+            max_length=data_args.max_length,
+            truncation=data_args.max_length is not None,
+            sub_objects=[k for k in wanted if k in have],
         )
         return ds.shuffle(seed=0, buffer_size=10_000).take(max_samples) if max_samples else ds
     info = dataset_fingerprint(spec)
     if config is not None:
         check_vocabulary(config, dataset_info=info)
+    _warn_missing_sub_objects(wanted, info.get("sub_objects") or [], spec)
     ds = load_tokenized(spec, tokenizer=tokenizer)
     if max_samples and max_samples < len(ds):
         # a random subset: shards are ordered by file, and files often hold one process each
         ds = ds.shuffle(seed=0).select(range(max_samples))
     return ds
+
+
+def _warn_missing_sub_objects(wanted: list[str], have: list[str], spec: str) -> None:
+    missing = [k for k in wanted if k not in have]
+    if missing:
+        warnings.warn(
+            f"the model reads sub-objects {missing}, but {spec} does not hold them: it trains on objects only there",
+            stacklevel=3,
+        )
+
+
+def sub_object_gate_report(model, dataset, collator, n_batches: int = 4, batch_size: int = 64) -> dict[str, float]:
+    """Mean gate per sub-collection (``HepEventModel.sub_object_gates``) over the first
+    ``n_batches`` batches of ``dataset``: how much constituent/hit information the model uses."""
+    import torch
+
+    bert = getattr(model, "bert", model)
+    if getattr(bert, "sub_object_encoder", None) is None or dataset is None:
+        return {}
+    sums: dict[str, list[float]] = {}
+    rows = []
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    for row in dataset:
+        rows.append(row)
+        if len(rows) == batch_size:
+            batch = {k: v.to(device) for k, v in collator(rows).items() if isinstance(v, torch.Tensor)}
+            for k, g in bert.sub_object_gates(**batch).items():
+                sums.setdefault(k, []).append(g)
+            rows = []
+            n_batches -= 1
+            if n_batches == 0:
+                break
+    model.train(was_training)
+    return {k: float(np.mean(v)) for k, v in sums.items()}
 
 
 def _trainer_args(training_args):
@@ -160,6 +214,8 @@ def _encoder_kwargs(model_args: ModelArguments) -> dict:
         "use_level_embeddings": model_args.use_level_embeddings,
         "object_pooling": model_args.object_pooling or None,
         "inner_layers": model_args.inner_layers,
+        "sub_objects": list(model_args.sub_objects) or None,
+        "sub_object_layers": model_args.sub_object_layers,
     }
 
 
@@ -226,6 +282,9 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         metrics.update(trainer.evaluate())
     metrics["parameters"] = sum(p.numel() for p in model.parameters())
     metrics["world_size"] = training_args.world_size
+    gates = sub_object_gate_report(model, evald if evald is not None else train, collator)
+    if gates:
+        metrics["sub_object_gates"] = gates
     if trainer.is_world_process_zero():
         tok.save_pretrained(Path(training_args.output_dir) / "tokenizer")
         _write_json(Path(training_args.output_dir) / "pretrain_metrics.json", metrics)
@@ -285,12 +344,13 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
 
     train = prepare(data_args.train_data, data_args.max_train_samples)
     evald = prepare(data_args.eval_data, data_args.max_eval_samples) if data_args.eval_data else None
+    collator = EventClassificationCollator(label_map, sub_objects=model.config.sub_objects or ())
     trainer = Trainer(
         model=model,
         args=_trainer_args(training_args),
         train_dataset=train,
         eval_dataset=evald,
-        data_collator=EventClassificationCollator(label_map),
+        data_collator=collator,
         compute_metrics=classification_metrics,
         callbacks=callbacks,
     )
@@ -301,6 +361,9 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         metrics.update(trainer.evaluate())
     metrics["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     metrics["world_size"] = training_args.world_size
+    gates = sub_object_gate_report(model, evald if evald is not None else train, collator)
+    if gates:
+        metrics["sub_object_gates"] = gates
     if isinstance(train, datasets.Dataset):  # a streamed (on-the-fly) dataset is not counted
         ids, counts = np.unique(np.asarray(train["label"]), return_counts=True)
         names_of = {v: k for k, v in schema.PROCESS_IDS.items()}
