@@ -349,6 +349,7 @@ def _markdown(res: dict) -> str:
 # --------------------------------------------------------------------------------------
 CONSTITUENT_VARIANTS = (
     # name, tokenizer, object_pooling, sub_objects
+    ("flat model, all objects", "all", None, None),
     ("hierarchical, all objects", "all", "attention", None),
     ("hierarchical, all objects + constituents", "all", "attention", ["jets_constituents"]),
     ("flat model, all objects + constituents", "all", None, ["jets_constituents"]),

@@ -325,3 +325,49 @@ def test_tokenized_dataset_and_finetune_with_sub_objects(event_tokenizer_dir, su
     assert not [w for w in caught if "does not hold them" in str(w.message)]  # no fallback: the data has them
     assert 0.0 < m["sub_object_gates"]["jets_constituents"] < 1.0
     assert m["eval_auc"] > 0.5
+
+
+def test_both_kinds_reach_the_model_and_gates_stay_in_unit_interval():
+    """Constituents (kind 0, 6 inputs) and hits (kind 1, 5 inputs) of different objects in one
+    batch: both change the output, each only through its own objects, and every gate is in (0, 1)."""
+    torch.manual_seed(0)
+    jets, tracks = schema.TYPE_IDS["jets"], schema.TYPE_IDS["tracks"]
+    blocks = [[16, 8, jets, 0], [24, 8, jets, 1], [32, 8, tracks, 0], [40, 8, tracks, 1]]
+    for pooling in (None, "mean"):
+        cfg = HepEventConfig(
+            vocab_size=48,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_quantizers=2,
+            token_blocks=blocks,
+            object_pooling=pooling,
+            num_labels=2,
+            sub_objects=["jets_constituents", "tracks_hits"],
+            hidden_dropout_prob=0.0,
+        )
+        model = HepEventForSequenceClassification(cfg).eval()
+        # [CLS] jet jet [SEP] track [SEP]
+        ids = torch.tensor([[1, 16, 24, 17, 25, 2, 32, 40, 2]])
+        types = torch.tensor([[0, jets, jets, jets, jets, 0, tracks, tracks, 0]])
+        base = {"input_ids": ids, "token_type_ids": types, "attention_mask": torch.ones_like(ids)}
+        sub = {
+            "sub_features": torch.randn(1, 2, 4, 6),
+            "sub_mask": torch.ones(1, 2, 4, dtype=torch.bool),
+            "sub_owner": torch.tensor([[1, 6]]),
+            "sub_kind": torch.tensor([[0, 1]]),
+        }
+        with torch.no_grad():
+            x0, *_ = model.bert.embed(**base)
+            x1, _m, _t, gates = model.bert.embed(**base, **sub)
+        assert ((gates > 0) & (gates < 1)).all()
+        changed = (x1 - x0).abs().sum(-1)[0] > 0
+        if pooling is None:  # per token: the first jet's two tokens and the track's two tokens
+            assert changed.tolist() == [False, True, True, False, False, False, True, True, False]
+        else:  # per unit: [CLS], jet, jet, [SEP], track, [SEP]
+            assert changed.tolist() == [False, True, False, False, True, False]
+        hits_only = dict(sub, sub_kind=torch.tensor([[0, 0]]))
+        with torch.no_grad():
+            x2, *_ = model.bert.embed(**base, **hits_only)
+        assert not torch.allclose(x1, x2)  # the kind picks the input projection
