@@ -314,7 +314,11 @@ class EventReader:
             candidates = [k for k, s in schema.SUB_COLLECTIONS.items() if s.parent in self.selection]
             present = {k: 0 for k in candidates}
             for p in self.files:
-                with h5py.File(p, "r") as f:
+                try:
+                    f = h5py.File(p, "r")
+                except OSError as e:
+                    raise EventFileError([Problem(p, "", f"cannot open as HDF5 ({e})")]) from None
+                with f:
                     for k in candidates:
                         present[k] += has_sub_objects(f, k)
             partial = [k for k, c in present.items() if 0 < c < len(self.files)]
