@@ -352,6 +352,8 @@ CONSTITUENT_VARIANTS = (
     ("flat model, all objects", "all", None, None),
     ("hierarchical, all objects", "all", "attention", None),
     ("hierarchical, all objects + constituents", "all", "attention", ["jets_constituents"]),
+    ("hierarchical, feature-group tokens", "groups", "attention", None),
+    ("hierarchical, feature-group tokens + constituents", "groups", "attention", ["jets_constituents"]),
     ("flat model, all objects + constituents", "all", None, ["jets_constituents"]),
     ("hierarchical, jet kinematics only", "jetkin", "attention", None),
     ("hierarchical, jet kinematics only + constituents", "jetkin", "attention", ["jets_constituents"]),
@@ -406,7 +408,11 @@ def bench_constituents(quick: bool, opts=None) -> tuple[dict, str]:
                 ]
             files.setdefault(split, []).append(str(p))
 
-    configs = {"all": _event_config(work / "event_all.yaml", False), "jetkin": _jet_kinematics_config(work)}
+    configs = {
+        "all": _event_config(work / "event_all.yaml", False),
+        "groups": _event_config(work / "event_groups.yaml", True),
+        "jetkin": _jet_kinematics_config(work),
+    }
     tokenizers = {}
     for kind, cfg in configs.items():
         tdir = work / f"tokenizer_{kind}"
@@ -515,6 +521,7 @@ def _constituents_markdown(res: dict) -> str:
         "constituents: ≤ 50 per jet (pT, η, φ, charge, d0, z0, relative to the jet), 1 transformer layer + "
         "attention pooling, injected as `x + sigmoid(W[x‖c])·c`. Tokenizers: 'all objects' = electrons, muons, "
         "taus, photons, MET and jets with every jet feature (b-tagging scores and substructure included); "
+        "'feature-group tokens' = the same objects and features with `feature_groups: true`; "
         "'jet kinematics only' = jets alone, tokenized from pT, η, φ, mass (no flavour information in the "
         "tokens). GBDT baselines see the tokenizer's own features (true values and decoded tokens).",
         "",
