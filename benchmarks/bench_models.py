@@ -31,7 +31,10 @@ def bench_models(
 
     scale = 0.1 if quick else float(getattr(opts, "models_scale", 1.0) or 1.0)
     device = getattr(opts, "device", None) or "cpu"
+    embedding = getattr(opts, "models_token_embedding", None) or "code"
+    ft_steps = getattr(opts, "models_finetune_steps", None)
     variant = "" if config == "event" and object_pooling is None else f"-{config}-{object_pooling or 'flat'}"
+    variant += f"-{embedding}" + (f"-ft{ft_steps}" if ft_steps else "")
     work = HERE / "_work" / f"models{variant}-scale{scale:g}-{device.replace(':', '')}"
     r = run_demo(
         work,
@@ -42,6 +45,8 @@ def bench_models(
         progress=True,
         object_pooling=object_pooling,
         max_length=max_length,
+        token_embedding=embedding,
+        **({"finetune_steps": ft_steps} if ft_steps else {}),
     )
     s = r["settings"]
     head = r["headline"]
@@ -91,7 +96,12 @@ def bench_models(
     }
     gap = best["pretrained_auc"] - head["gbdt_auc"]
     smallest = curve[0]
-    extra = "" if not variant else f" --config {config} --object-pooling {object_pooling} --max-length {max_length}"
+    extra = (
+        ""
+        if config == "event" and object_pooling is None
+        else (f" --config {config} --object-pooling {object_pooling} --max-length {max_length}")
+    )
+    extra += f" --token-embedding {embedding}" + (f" --finetune-steps {ft_steps}" if ft_steps else "")
     md = [
         f"`hep-event-models demo --scale {scale:g} --device {device}{extra}` pipeline: "
         f"{s['train_events']:,} training and "
@@ -99,7 +109,8 @@ def bench_models(
         f"{(s['tokenizer_settings'] or {}).get('quantizer', 'rvq')} {s['tokenizer_steps']} steps, "
         f"BERT {s['num_hidden_layers']} layers × {s['hidden_size']} ({res['parameters']:,} parameters with the "
         f"MLM head), pretraining {s['pretrain_steps']} steps, fine-tuning {s['finetune_steps']} steps, "
-        f"batch {s['batch_size']}. Total {r['wall_seconds'] / 60:.0f} min.",
+        f"batch {s['batch_size']}, object tokens embedded by {s.get('token_embedding', 'id')} "
+        f"(`HepEventConfig.token_embedding`). Total {r['wall_seconds'] / 60:.0f} min.",
         "",
         f"**Headline** (hzz4l vs zz4l, four leptons, 115 < m_4ℓ < 135 GeV; {head['n_test_signal']:,} test "
         f"signal events), {best['labelled_events']:,} labelled training events:",

@@ -552,6 +552,15 @@ def main(argv=None) -> int:
     ap.add_argument("--tokenizer-events", type=int, default=100_000, help="events per process for tokenizers")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument(
+        "--models-token-embedding",
+        choices=("code", "id", "id+code"),
+        default="code",
+        help="models sections: how the event model embeds object tokens",
+    )
+    ap.add_argument(
+        "--models-finetune-steps", type=int, default=None, help="models sections: steps per fine-tuning run"
+    )
+    ap.add_argument(
         "--models-scale", type=float, default=1.0, help="demo scale of the models section (1: ~10 min on 2 cores)"
     )
     args = ap.parse_args(argv)

@@ -573,3 +573,115 @@ def test_block_softmax_mlm_loss_equals_the_softmax_restricted_to_each_labels_blo
     assert g is not None and float(g[labels].abs().sum()) > 0
     with pytest.raises(ValueError, match="mlm_softmax"):
         HepEventConfig.from_tokenizer(event_tokenizer, mlm_softmax="sampled")
+
+
+def test_code_vectors_sum_to_the_quantized_latent(event_tokenizer, samples):
+    """The levels' code vectors of an object sum to what the quantizer hands its decoder."""
+    from hep_event_models.io.reader import EventReader
+
+    table = event_tokenizer.code_vectors()
+    assert table.shape[0] == event_tokenizer.vocab_size and table.dtype == np.float32
+    assert not table[: schema.NUM_RESERVED_IDS].any()
+    for b in event_tokenizer.layout.blocks:
+        if b.kind == "context":
+            assert not table[b.start : b.stop].any()
+    spaces = event_tokenizer.code_spaces()
+    assert len(spaces) == sum(b.kind == "object" for b in event_tokenizer.layout.blocks)
+    batch = next(iter(EventReader([samples["hzz4l"]], selection=event_tokenizer.object_configs(), chunk_size=200)))
+    for name, (codes, mask) in event_tokenizer.encode_objects(batch).items():
+        t = event_tokenizer.object_tokenizers[name]
+        codes = codes[mask][:50]
+        blocks = event_tokenizer.layout.object_blocks(name)
+        summed = sum(table[blk.start + codes[:, q], : t.code_vectors()[0].shape[1]] for q, blk in enumerate(blocks))
+        with torch.no_grad():
+            expect = t.quantizer.get_output_from_indices(torch.from_numpy(codes)[None])[0]
+            got = t.quantizer.project_out(torch.from_numpy(summed))
+        torch.testing.assert_close(got, expect, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["code", "id+code"])
+def test_code_embeddings_save_load_and_errors(event_tokenizer, token_data, tmp_path, mode):
+    cfg = HepEventConfig.from_tokenizer(event_tokenizer, **SMALL, num_labels=2, token_embedding=mode)
+    assert cfg.code_dim == event_tokenizer.code_vectors().shape[1]
+    rows = _rows(token_data, 8)
+    batch = EventClassificationCollator()(rows)
+    batch.pop("labels")
+    m = HepEventForSequenceClassification(cfg).eval()
+    with pytest.raises(ValueError, match="set_code_vectors"):
+        m(**batch)
+    with pytest.raises(ValueError, match="shape"):
+        m.set_code_vectors(np.zeros((cfg.vocab_size, cfg.code_dim + 1), dtype=np.float32))
+    m.set_code_vectors(event_tokenizer)
+    emb = m.bert.embeddings.code_embeddings
+    # an object id's embedding is W_space (s_block * v) + b_block
+    jets = event_tokenizer.layout.object_blocks("jets")
+    i = jets[1].start + 7
+    k = int(emb.block_of[i])
+    space = cfg.code_spaces[k - 1]
+    want = (emb.code_table[i] * emb.scale[k]) @ emb.weight[space] + emb.bias[k]
+    torch.testing.assert_close(emb(torch.tensor([[i, schema.CLS_ID]]))[0], torch.stack([want, torch.zeros_like(want)]))
+    # every block starts at unit RMS
+    rms = (emb.code_table[jets[-1].start : jets[-1].stop] * emb.scale[int(emb.block_of[jets[-1].start])]).pow(2).mean(0)
+    torch.testing.assert_close(rms.sqrt(), torch.ones_like(rms), atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        a = m(**batch).logits
+    m.save_pretrained(tmp_path / "m")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "m").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, a)
+    torch.testing.assert_close(loaded.bert.embeddings.code_embeddings.code_table, emb.code_table)
+    plain = HepEventForSequenceClassification(HepEventConfig.from_tokenizer(event_tokenizer, **SMALL))
+    with pytest.raises(ValueError, match="by id"):
+        plain.set_code_vectors(event_tokenizer)
+    with pytest.raises(ValueError, match="code_dim"):
+        HepEventConfig(vocab_size=cfg.vocab_size, token_blocks=cfg.token_blocks, token_embedding="code")
+    with pytest.raises(ValueError, match="token_embedding"):
+        HepEventConfig(token_embedding="values")
+
+
+def test_finetune_with_code_embeddings_learns_and_pretrains(event_tokenizer, token_data, tmp_path):
+    from hep_event_models.training.models import DataArguments, ModelArguments, finetune, pretrain
+
+    tokd = _tok_dir(event_tokenizer, tmp_path)
+    data = DataArguments(
+        tokenizer=tokd, train_data=token_data["dir"], eval_data=token_data["dir"], max_eval_samples=1000
+    )
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "pre"),
+        use_cpu=True,
+        max_steps=10,
+        per_device_train_batch_size=32,
+        learning_rate=1e-3,
+        report_to="none",
+        save_strategy="no",
+        seed=0,
+    )
+    pretrain(ModelArguments(**SMALL, token_embedding="code"), data, args)
+    assert not args.prediction_loss_only  # the caller's arguments are left as given
+    # fine-tune on a held-out split of the training events, keeping the best checkpoint
+    data.signal, data.background = ["hzz4l"], ["dy"]
+    data.eval_data, data.validation_fraction = None, 0.2
+    ft_args = TrainingArguments(
+        output_dir=str(tmp_path / "ft"),
+        use_cpu=True,
+        max_steps=60,
+        per_device_train_batch_size=32,
+        learning_rate=1e-3,
+        report_to="none",
+        seed=0,
+        eval_strategy="steps",
+        eval_steps=20,
+        save_strategy="steps",
+        save_steps=20,
+        save_only_model=True,
+        load_best_model_at_end=True,
+        metric_for_best_model="auc",
+    )
+    m = finetune(ModelArguments(model_name_or_path=str(tmp_path / "pre")), data, ft_args)
+    assert m.get("eval_auc", 0) > 0.8, json.dumps(m)
+    assert m["train_events_per_process"]["hzz4l"] + m["train_events_per_process"]["dy"] == 4800  # 80% of 6000
+    clf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ft")
+    assert clf.config.token_embedding == "code" and bool(clf.bert.embeddings.code_embeddings.code_table.any())
+    data.eval_data = token_data["dir"]
+    with pytest.raises(ValueError, match="not both"):
+        finetune(ModelArguments(**SMALL), data, ft_args)

@@ -116,6 +116,12 @@ def event_model_card(
     ]
     if training.get("data"):
         lines.append(f"- data: {training['data']}")
+    embedding = {
+        "id": "id (a free vector per id)",
+        "code": "code vector (a learned map of the tokenizer's codebook entry)",
+        "id+code": "id + code vector",
+    }
+    lines.append(f"- object tokens embedded by: {embedding.get(getattr(cfg, 'token_embedding', 'id'))}")
     if getattr(cfg, "sub_objects", None):
         gates = training.get("sub_object_gates") or {}
         lines.append(

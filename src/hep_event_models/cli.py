@@ -369,6 +369,8 @@ def cmd_demo(args) -> int:
         **({"tokenizer_settings": {"quantizer": "rvq"}} if args.tokenizer_quantizer == "rvq" else {}),
         **({"object_pooling": args.object_pooling} if args.object_pooling else {}),
         **({"max_length": args.max_length} if args.max_length else {}),
+        **({"token_embedding": args.token_embedding} if args.token_embedding else {}),
+        **({"finetune_steps": args.finetune_steps} if args.finetune_steps else {}),
     )
     head, inc = r["headline"], r["inclusive"]["evaluation"]
     usage = min(
@@ -688,6 +690,13 @@ def build_parser() -> argparse.ArgumentParser:
         "pair with --config event_groups for feature-group tokens",
     )
     dm.add_argument("--max-length", type=int, default=None, help="token sequence length (default 128)")
+    dm.add_argument(
+        "--token-embedding",
+        choices=("code", "id", "id+code"),
+        default=None,
+        help="how the event model embeds object tokens (default: code, from the tokenizer's code vectors)",
+    )
+    dm.add_argument("--finetune-steps", type=int, default=None, help="steps of every fine-tuning run (default 150)")
     dm.add_argument(
         "--tokenizer-quantizer",
         choices=["rfsq", "rvq"],

@@ -45,6 +45,17 @@ class HepEventConfig(BertConfig):
             ``c``, added to the object's embedding through a gate:
             ``x + sigmoid(W [x ‖ c]) · c``. Batches without sub-objects use objects only.
         sub_object_layers: layers of the sub-object transformer.
+        token_embedding: how object tokens are embedded. ``"id"`` (default): BERT's free vector
+            per id. ``"code"``: from the token's code vector ``v`` (the tokenizer's codebook
+            entry, ``EventTokenizer.code_vectors``, kept frozen in the weights) as
+            ``W_space (s_block ⊙ v) + b_block``, with one learned ``(code_dim, hidden_size)``
+            map per code space (object type, or feature group) and a learned scale and bias
+            per id block (type and level); neighbouring codes get neighbouring embeddings, and
+            rare fine-level ids cannot become per-event labels (a free vector per id lets a
+            classifier memorise small training sets). ``"id+code"``: the sum of both.
+            Special and context tokens keep free vectors in every mode.
+        code_dim, code_spaces: the code vectors' dimension and the code space of every object
+            id block (``EventTokenizer.code_spaces``); set by ``from_tokenizer``.
         Other arguments: as ``transformers.BertConfig`` (smaller defaults).
     """
 
@@ -70,8 +81,16 @@ class HepEventConfig(BertConfig):
         inner_layers: int = 1,
         sub_objects: list[str] | None = None,
         sub_object_layers: int = 1,
+        token_embedding: str = "id",
+        code_dim: int = 0,
+        code_spaces: list[int] | None = None,
         **kwargs,
     ):
+        if token_embedding not in ("id", "code", "id+code"):
+            raise ValueError(f"token_embedding must be 'id', 'code' or 'id+code', got {token_embedding!r}")
+        self.token_embedding = token_embedding
+        self.code_dim = int(code_dim)
+        self.code_spaces = [int(c) for c in code_spaces] if code_spaces is not None else None
         if mlm_softmax not in ("block", "full"):
             raise ValueError(f"mlm_softmax must be 'block' or 'full', got {mlm_softmax!r}")
         if object_pooling not in (None, "mean", "attention"):
@@ -95,6 +114,14 @@ class HepEventConfig(BertConfig):
         self.use_level_embeddings = use_level_embeddings
         self.classifier_hidden_size = classifier_hidden_size
         self.mlm_softmax = mlm_softmax
+        if token_embedding != "id":
+            n_object_blocks = sum(1 for b in self.token_blocks if b[3] >= 0)
+            if self.code_dim < 1 or self.code_spaces is None or len(self.code_spaces) != n_object_blocks:
+                raise ValueError(
+                    f"token_embedding={token_embedding!r} needs code_dim >= 1 and one code space per object id "
+                    f"block ({n_object_blocks}); got code_dim={self.code_dim}, code_spaces={self.code_spaces} "
+                    "(HepEventConfig.from_tokenizer sets them)"
+                )
         super().__init__(
             vocab_size=vocab_size,
             hidden_size=hidden_size,
@@ -110,6 +137,9 @@ class HepEventConfig(BertConfig):
     def from_tokenizer(cls, tokenizer, **kwargs) -> HepEventConfig:
         """A config matching an ``EventTokenizer`` (vocabulary, types, levels, fingerprints)."""
         blocks = [[b.start, b.size, b.type_id, b.level if b.kind == "object" else -1] for b in tokenizer.layout.blocks]
+        if kwargs.get("token_embedding", "id") != "id":
+            kwargs.setdefault("code_dim", int(tokenizer.code_vectors().shape[1]))
+            kwargs.setdefault("code_spaces", tokenizer.code_spaces())
         return cls(
             vocab_size=tokenizer.vocab_size,
             type_vocab_size=tokenizer.to_config()["type_vocab_size"],

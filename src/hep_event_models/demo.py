@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -99,6 +100,12 @@ class DemoSettings:
     label_budgets: tuple[int, ...] = (1000, 3000, 10_000)
     # None: the flat BERT; "mean" / "attention": the hierarchical model (HepEventConfig.object_pooling)
     object_pooling: str | None = None
+    # object tokens embedded from their code vectors (HepEventConfig.token_embedding): a free
+    # vector per id lets the classifier memorise the few thousand labelled headline events
+    token_embedding: str = "code"
+    # fine-tuning holds out this fraction of the labelled events and keeps the model with the
+    # best validation AUC (evaluated ten times per run); 0: the last model
+    validation_fraction: float = 0.1
 
     @classmethod
     def from_scale(cls, scale: float = 1.0, seed: int = 0, device: str = "cpu", **overrides) -> DemoSettings:
@@ -247,9 +254,29 @@ def _json_roundtrip(obj):
     return json.loads(json.dumps(obj, default=_json_default))
 
 
-def _training_args(out_dir: Path, s: DemoSettings, steps: int, lr: float, progress: bool, warmup: int):
+def _training_args(
+    out_dir: Path, s: DemoSettings, steps: int, lr: float, progress: bool, warmup: int, best_by: str | None = None
+):
+    """``best_by``: evaluate ten times during training and keep the model with the best
+    ``eval_<best_by>`` (early stopping on the validation split)."""
     from transformers import TrainingArguments
 
+    every = max(1, steps // 10)
+    best = (
+        dict(
+            eval_strategy="steps",
+            eval_steps=every,
+            save_strategy="steps",
+            save_steps=every,
+            save_only_model=True,
+            save_total_limit=1,
+            load_best_model_at_end=True,
+            metric_for_best_model=best_by,
+            greater_is_better=True,
+        )
+        if best_by
+        else dict(save_strategy="no")
+    )
     return TrainingArguments(
         output_dir=str(out_dir),
         max_steps=steps,
@@ -259,14 +286,14 @@ def _training_args(out_dir: Path, s: DemoSettings, steps: int, lr: float, progre
         warmup_steps=warmup,
         lr_scheduler_type="cosine",
         weight_decay=0.01,
-        logging_steps=max(1, steps // 10),
-        save_strategy="no",
+        logging_steps=every,
         seed=s.seed,
         data_seed=s.seed,
         use_cpu=s.device == "cpu",
         dataloader_num_workers=0,
         report_to="none",
         disable_tqdm=not progress,
+        **best,
     )
 
 
@@ -467,6 +494,7 @@ def _pretrain(out: Path, s: DemoSettings, progress: bool) -> dict:
         intermediate_size=s.intermediate_size,
         max_position_embeddings=s.max_length,
         object_pooling=s.object_pooling,
+        token_embedding=s.token_embedding,
     )
     dargs = DataArguments(tokenizer=str(out / "tokenizer"), train_data=str(out / "tokens" / "all"))
     targs = _training_args(out / "models" / "pretrain", s, s.pretrain_steps, 5e-4, progress, s.pretrain_steps // 10)
@@ -506,6 +534,7 @@ def _finetune_one(
         intermediate_size=s.intermediate_size,
         max_position_embeddings=s.max_length,
         object_pooling=s.object_pooling,
+        token_embedding=s.token_embedding,
     )
     dargs = DataArguments(
         tokenizer=str(out / "tokenizer"),
@@ -513,9 +542,16 @@ def _finetune_one(
         signal=["hzz4l"],
         background=list(backgrounds),
         max_train_samples=budget,
+        validation_fraction=s.validation_fraction,
     )
-    targs = _training_args(out / "models" / name, s, s.finetune_steps, 3e-4, progress, s.finetune_steps // 10)
-    return finetune(margs, dargs, targs)
+    best_by = "auc" if s.validation_fraction else None
+    targs = _training_args(
+        out / "models" / name, s, s.finetune_steps, 3e-4, progress, s.finetune_steps // 10, best_by=best_by
+    )
+    metrics = finetune(margs, dargs, targs)
+    for ckpt in (out / "models" / name).glob("checkpoint-*"):  # only there to pick the best model
+        shutil.rmtree(ckpt)
+    return metrics
 
 
 def _evaluate_one(

@@ -180,6 +180,39 @@ class EventTokenizer:
         return [int(int(i) < schema.NUM_RESERVED_IDS) for i in token_ids_0]
 
     # -- reading -------------------------------------------------------------------------------
+    def code_vectors(self) -> np.ndarray:
+        """``(vocab_size, D)`` float32: every object token's code vector in its quantizer's
+        space (``ObjectTokenizer.code_vectors``; ``D`` the largest dimension, zero-padded),
+        zeros for special and context tokens. The levels of one object (of one feature group)
+        share a space: their vectors sum to the quantized latent the decoder reads. What
+        ``HepEventConfig(token_embedding="code")`` models embed instead of a free vector per
+        id, so that neighbouring codes get neighbouring embeddings."""
+        per_object = {n: t.code_vectors() for n, t in self.object_tokenizers.items()}
+        dim = max(v.shape[1] for vs in per_object.values() for v in vs)
+        table = np.zeros((self.vocab_size, dim), dtype=np.float32)
+        for name, vectors in per_object.items():
+            for block, v in zip(self.layout.object_blocks(name), vectors, strict=True):
+                if len(v) != block.size:
+                    raise ValueError(f"{name} level {block.level}: {len(v)} code vectors for {block.size} ids")
+                table[block.start : block.stop, : v.shape[1]] = v
+        return table
+
+    def code_spaces(self) -> list[int]:
+        """For every object id block (``layout.blocks`` order), the index of its code space:
+        one per object tokenizer, one per feature group of a grouped tokenizer."""
+        spaces: dict[str, int] = {}
+        out = []
+        for b in self.layout.blocks:
+            if b.kind != "object":
+                continue
+            t = self.object_tokenizers[b.name]
+            key = b.name
+            if hasattr(t, "group_levels"):
+                ends = np.cumsum(list(t.group_levels.values()))
+                key = f"{b.name}/{t.group_names[int(np.searchsorted(ends, b.level, side='right'))]}"
+            out.append(spaces.setdefault(key, len(spaces)))
+        return out
+
     def object_configs(self) -> list[ObjectConfig]:
         return [t.object_config for t in self.object_tokenizers.values()]
 

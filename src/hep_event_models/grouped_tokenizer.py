@@ -179,6 +179,11 @@ class GroupedObjectTokenizer(nn.Module):
         ]
         return np.concatenate(parts, axis=-1)
 
+    def code_vectors(self) -> list[np.ndarray]:
+        """Per sub-token (group after group, levels in order), its codes' vectors ``(K, d_group)``
+        (``ObjectTokenizer.code_vectors``); groups may differ in ``d``."""
+        return [v for g in self.groups.values() for v in g.code_vectors()]
+
     @torch.no_grad()
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Physical features ``(..., F)`` in the config's order from codes ``(..., Q_total)``

@@ -28,6 +28,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 from transformers import BertForMaskedLM, BertModel, BertPreTrainedModel
+from transformers import initialization as init
 from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput
 from transformers.models.bert.modeling_bert import BertEmbeddings, BertLayer
 
@@ -251,6 +252,77 @@ def check_vocabulary(config: HepEventConfig, tokenizer=None, dataset_info: dict 
             )
 
 
+def code_block_table(config: HepEventConfig) -> torch.Tensor:
+    """``(vocab_size,)`` index of every id's object block + 1 (0: special and context ids)."""
+    table = torch.zeros(config.vocab_size, dtype=torch.long)
+    k = 0
+    for start, size, _type_id, level in config.token_blocks:
+        if level >= 0:
+            k += 1
+            table[start : start + size] = k
+    return table
+
+
+class HepEventCodeEmbedding(nn.Module):
+    """Object tokens embedded from their code vectors (``config.token_embedding`` "code").
+
+    ``e(id) = W_space (s_block ⊙ v(id)) + b_block`` for an object id of block (type, level)
+    ``block`` in code space ``space``; ``v`` ``(vocab_size, code_dim)`` holds the
+    tokenizer's code vectors (``EventTokenizer.code_vectors``), a frozen buffer saved with the
+    weights; ``W`` ``(spaces, code_dim, hidden)``, ``s`` and ``b`` are learned. Levels of one
+    object share ``W``, so the sum of an object's level embeddings starts as a linear map of
+    its quantized latent. Special and context ids get 0 (they keep their free vectors).
+    """
+
+    def __init__(self, config: HepEventConfig):
+        super().__init__()
+        n_blocks = len(config.code_spaces)
+        self.code_table = nn.Buffer(torch.zeros(config.vocab_size, config.code_dim))
+        self.block_of = nn.Buffer(code_block_table(config), persistent=False)
+        self.space_of_block = nn.Buffer(torch.tensor(list(config.code_spaces), dtype=torch.long), persistent=False)
+        n_spaces = max(config.code_spaces) + 1 if n_blocks else 0
+        self.weight = nn.Parameter(torch.empty(n_spaces, config.code_dim, config.hidden_size))
+        self.scale = nn.Parameter(torch.ones(n_blocks + 1, config.code_dim))
+        self.bias = nn.Parameter(torch.zeros(n_blocks + 1, config.hidden_size))
+        self._checked = False
+
+    @torch.no_grad()
+    def set_code_vectors(self, vectors) -> None:
+        """Copy the tokenizer's ``(vocab_size, code_dim)`` code vectors in and set each block's
+        scale to 1 / (its vectors' RMS), so every level starts at unit size."""
+        v = torch.as_tensor(vectors, dtype=self.code_table.dtype, device=self.code_table.device)
+        if tuple(v.shape) != tuple(self.code_table.shape):
+            raise ValueError(
+                f"code vectors of shape {tuple(v.shape)}; the model expects {tuple(self.code_table.shape)}"
+            )
+        self.code_table.copy_(v)
+        for k in range(1, self.scale.shape[0]):
+            rows = v[self.block_of == k]
+            rms = rows.pow(2).mean(dim=0).sqrt()
+            self.scale[k] = torch.where(rms > 0, 1.0 / rms.clamp(min=1e-12), torch.ones_like(rms))
+        self._checked = True
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` ids → ``(B, L, hidden)`` (zeros for special and context ids)."""
+        if not self._checked:
+            if not bool(self.code_table.any()):
+                raise ValueError(
+                    "the model embeds tokens from code vectors but holds none: call "
+                    "model.set_code_vectors(tokenizer) after building it from a config"
+                )
+            self._checked = True
+        block = self.block_of[input_ids]
+        v = self.code_table[input_ids] * self.scale[block]
+        out = self.bias[block]
+        space = self.space_of_block[(block - 1).clamp(min=0)]
+        obj = block > 0
+        for k in range(self.weight.shape[0]):
+            sel = obj & (space == k)
+            if bool(sel.any()):
+                out = out.index_put((sel,), out[sel] + v[sel] @ self.weight[k])
+        return out * obj[..., None]
+
+
 class HepEventEmbeddings(BertEmbeddings):
     """BERT embeddings (word + position + type) plus a quantizer-level embedding.
 
@@ -268,6 +340,21 @@ class HepEventEmbeddings(BertEmbeddings):
             self.level_embeddings = nn.Embedding(config.num_quantizers + 1, config.hidden_size)
         self.token_level = nn.Buffer(level_table(config), persistent=False)
         self.subtokens = nn.Buffer(subtokens_per_type(config), persistent=False)
+        self.token_embedding = config.token_embedding
+        self.code_embeddings = HepEventCodeEmbedding(config) if config.token_embedding != "id" else None
+
+    def token_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``(B, L, hidden)`` embedding of each id (``config.token_embedding``), before the
+        level, position and type embeddings."""
+        x = self.word_embeddings(input_ids)
+        if self.code_embeddings is None:
+            return x
+        code = self.code_embeddings(input_ids)
+        if self.token_embedding == "code":
+            x = torch.where((self.code_embeddings.block_of[input_ids] > 0)[..., None], code, x)
+        else:
+            x = x + code
+        return x
 
     def levels(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
         """``(B, L)`` level ids: ``level + 1`` for object tokens, 0 for special and context tokens."""
@@ -286,7 +373,7 @@ class HepEventEmbeddings(BertEmbeddings):
         past_key_values_length: int = 0,
     ) -> torch.Tensor:
         if inputs_embeds is None:
-            inputs_embeds = self.word_embeddings(input_ids)
+            inputs_embeds = self.token_embeddings(input_ids)
             if self.use_level_embeddings:
                 inputs_embeds = inputs_embeds + self.level_embeddings(self.levels(input_ids, token_type_ids))
         return super().forward(
@@ -312,6 +399,26 @@ class _HepEventInit:
             module.subtokens.copy_(subtokens_per_type(self.config).to(module.subtokens.device))
         if isinstance(module, HepEventObjectPooler):
             module.subtokens.copy_(subtokens_per_type(self.config).to(module.subtokens.device))
+        if isinstance(module, HepEventCodeEmbedding):
+            module.block_of.copy_(code_block_table(self.config).to(module.block_of.device))
+            module.space_of_block.copy_(torch.tensor(self.config.code_spaces, device=module.space_of_block.device))
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            init.ones_(module.scale)
+            init.zeros_(module.bias)
+
+    def set_code_vectors(self, tokenizer_or_vectors) -> None:
+        """Give a model with ``config.token_embedding`` "code" or "id+code" its tokenizer's code
+        vectors (an ``EventTokenizer``, checked against the config, or a ``(vocab_size,
+        code_dim)`` array); needed once after building it from a config (``from_pretrained``
+        loads them with the weights)."""
+        emb = self.base_model.embeddings.code_embeddings
+        if emb is None:
+            raise ValueError("this model embeds tokens by id (config.token_embedding='id'): it has no code vectors")
+        vectors = tokenizer_or_vectors
+        if hasattr(tokenizer_or_vectors, "code_vectors"):
+            check_vocabulary(self.config, tokenizer_or_vectors)
+            vectors = tokenizer_or_vectors.code_vectors()
+        emb.set_code_vectors(vectors)
 
 
 class HepEventModel(_HepEventInit, BertModel):
@@ -362,10 +469,10 @@ class HepEventModel(_HepEventInit, BertModel):
         if st is None and (self.object_pooler is not None or use_sub):
             st = self.structure(token_type_ids, attention_mask)
         if self.object_pooler is not None:
-            x = self.object_pooler(self.embeddings.word_embeddings(input_ids), st)
+            x = self.object_pooler(self.embeddings.token_embeddings(input_ids), st)
             mask, types = st.unit_mask, st.unit_types
         else:
-            x = self.embeddings.word_embeddings(input_ids)
+            x = self.embeddings.token_embeddings(input_ids)
             if self.embeddings.use_level_embeddings:
                 x = x + self.embeddings.level_embeddings(self.embeddings.levels(input_ids, token_type_ids))
             mask, types = attention_mask, token_type_ids

@@ -518,6 +518,21 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
             residual = residual - ((2.0 / lm1) * b - 1.0) * scale
         return out
 
+    @torch.no_grad()
+    def code_vectors(self) -> list[np.ndarray]:
+        """Per level, the vector of every code ``(K_level, d)`` in the quantizer's space (before
+        its output projection; ``d``: ``codebook_dim``, or the number of FSQ levels): the
+        library's ``get_codes_from_indices``, so a level-``l`` code's vector is what that level
+        adds to the quantized latent (residual FSQ's per-level scale included)."""
+        q = self.num_quantizers
+        out = []
+        for level, size in enumerate(self.codebook_sizes):
+            idx = torch.zeros((1, size, q), dtype=torch.long, device=self.device)
+            idx[0, :, level] = torch.arange(size, device=self.device)
+            codes = self.quantizer.get_codes_from_indices(idx)  # (q, 1, size, d)
+            out.append(codes[level, 0].float().cpu().numpy())
+        return out
+
     def _codebooks(self) -> list[torch.Tensor]:
         cbs = self.quantizer.codebooks
         return [cb.float() for cb in (cbs if isinstance(cbs, tuple) else cbs.unbind(0))]

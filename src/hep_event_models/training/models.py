@@ -48,6 +48,13 @@ class ModelArguments:
         },
     )
     sub_object_layers: int = field(default=1, metadata={"help": "layers of the sub-object transformer"})
+    token_embedding: str = field(
+        default="code",
+        metadata={
+            "help": "object tokens embedded by 'code' (a learned map of the tokenizer's code vector; default), "
+            "'id' (BERT's free vector per id, which lets a classifier memorise small training sets) or 'id+code'"
+        },
+    )
     freeze_backbone: bool = field(default=False, metadata={"help": "fine-tuning: train only the head"})
 
 
@@ -68,6 +75,14 @@ class DataArguments:
     class_weights: list[float] = field(default_factory=list, metadata={"help": "fine-tuning: loss weight per class"})
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
+    validation_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "fine-tuning without eval_data: hold out this fraction of the labelled training events "
+            "as the evaluation set (pair with --eval_strategy steps --load_best_model_at_end True "
+            "--metric_for_best_model auc to keep the best model)"
+        },
+    )
 
 
 def parse_args(argv: list[str] | None = None):
@@ -185,9 +200,15 @@ def sub_object_gate_report(model, dataset, collator, n_batches: int = 4, batch_s
     return {k: float(np.mean(v)) for k, v in sums.items()}
 
 
-def _trainer_args(training_args):
-    training_args.remove_unused_columns = False  # the collators read the raw columns
-    return training_args
+def _trainer_args(training_args, **changes):
+    """A copy of ``training_args`` for our Trainers (the caller's object is left as given)."""
+    import copy
+
+    args = copy.copy(training_args)
+    args.remove_unused_columns = False  # the collators read the raw columns
+    for k, v in changes.items():
+        setattr(args, k, v)
+    return args
 
 
 def _resume_arg(training_args):
@@ -216,6 +237,7 @@ def _encoder_kwargs(model_args: ModelArguments) -> dict:
         "inner_layers": model_args.inner_layers,
         "sub_objects": list(model_args.sub_objects) or None,
         "sub_object_layers": model_args.sub_object_layers,
+        "token_embedding": model_args.token_embedding,
     }
 
 
@@ -257,6 +279,8 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         model = HepEventForMaskedLM.from_pretrained(model_args.model_name_or_path)
     else:
         model = HepEventForMaskedLM(HepEventConfig.from_tokenizer(tok, **_encoder_kwargs(model_args)))
+        if model.config.token_embedding != "id":
+            model.set_code_vectors(tok)
     check_vocabulary(model.config, tok)
     train = load_training_data(data_args.train_data, tok, data_args, model.config, data_args.max_train_samples)
     evald = (
@@ -265,11 +289,10 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         else None
     )
     collator = EventMLMCollator.from_config(model.config, mlm_probability=data_args.mlm_probability)
-    # evaluation needs the loss only: gathering (masked tokens × vocabulary) logits would not fit
-    training_args.prediction_loss_only = True
     trainer = Trainer(
         model=model,
-        args=_trainer_args(training_args),
+        # evaluation needs the loss only: gathering (masked tokens × vocabulary) logits would not fit
+        args=_trainer_args(training_args, prediction_loss_only=True),
         train_dataset=train,
         eval_dataset=evald,
         data_collator=collator,
@@ -330,6 +353,8 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     else:
         cfg = HepEventConfig.from_tokenizer(tok, **_encoder_kwargs(model_args), **extra)
         model = HepEventForSequenceClassification(cfg)
+        if cfg.token_embedding != "id":
+            model.set_code_vectors(tok)
     check_vocabulary(model.config, tok)
     if model_args.freeze_backbone:
         for p in model.bert.parameters():
@@ -344,6 +369,16 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
 
     train = prepare(data_args.train_data, data_args.max_train_samples)
     evald = prepare(data_args.eval_data, data_args.max_eval_samples) if data_args.eval_data else None
+    if data_args.validation_fraction:
+        if evald is not None:
+            raise ValueError("give eval_data or validation_fraction, not both")
+        if not 0 < data_args.validation_fraction < 1 or not isinstance(train, datasets.Dataset):
+            raise ValueError(
+                f"validation_fraction must be in (0, 1) and needs a tokenized (not on-the-fly) training set; "
+                f"got {data_args.validation_fraction} for {data_args.train_data}"
+            )
+        split = train.train_test_split(test_size=data_args.validation_fraction, seed=training_args.seed)
+        train, evald = split["train"], split["test"]
     collator = EventClassificationCollator(label_map, sub_objects=model.config.sub_objects or ())
     trainer = Trainer(
         model=model,
