@@ -108,7 +108,14 @@ def bench_models(
         f"{s['test_events']:,} test events per process and file, tokenizers "
         f"{(s['tokenizer_settings'] or {}).get('quantizer', 'rvq')} {s['tokenizer_steps']} steps, "
         f"BERT {s['num_hidden_layers']} layers × {s['hidden_size']} ({res['parameters']:,} parameters with the "
-        f"MLM head), pretraining {s['pretrain_steps']} steps, fine-tuning {s['finetune_steps']} steps, "
+        f"MLM head), pretraining {s['pretrain_steps']} steps, fine-tuning {s['finetune_steps']} steps"
+        + (
+            f" (the best of ten checkpoints by AUC on a stratified {s['validation_fraction']:.0%} validation split "
+            "of the labelled events)"
+            if s.get("validation_fraction")
+            else ""
+        )
+        + ", "
         f"batch {s['batch_size']}, object tokens embedded by {s.get('token_embedding', 'id')} "
         f"(`HepEventConfig.token_embedding`). Total {r['wall_seconds'] / 60:.0f} min.",
         "",

@@ -685,3 +685,16 @@ def test_finetune_with_code_embeddings_learns_and_pretrains(event_tokenizer, tok
     data.eval_data = token_data["dir"]
     with pytest.raises(ValueError, match="not both"):
         finetune(ModelArguments(**SMALL), data, ft_args)
+
+
+def test_stratified_validation_split_keeps_every_label():
+    import datasets
+
+    from hep_event_models.training.models import _stratified_split
+
+    ds = datasets.Dataset.from_dict({"label": [5] * 95 + [7] * 5, "x": list(range(100))})
+    tr, va = _stratified_split(ds, 0.1, seed=0)
+    assert sorted(va["label"]) == [5] * 10 + [7]  # a rare label still gets a validation row
+    assert len(tr) == 89 and set(tr["x"]).isdisjoint(va["x"]) and len(set(tr["x"]) | set(va["x"])) == 100
+    tr2, va2 = _stratified_split(ds, 0.1, seed=0)
+    assert va2["x"] == va["x"] and tr2["x"] == tr["x"]  # deterministic

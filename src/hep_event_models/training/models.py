@@ -377,8 +377,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
                 f"validation_fraction must be in (0, 1) and needs a tokenized (not on-the-fly) training set; "
                 f"got {data_args.validation_fraction} for {data_args.train_data}"
             )
-        split = train.train_test_split(test_size=data_args.validation_fraction, seed=training_args.seed)
-        train, evald = split["train"], split["test"]
+        train, evald = _stratified_split(train, data_args.validation_fraction, training_args.seed)
     collator = EventClassificationCollator(label_map, sub_objects=model.config.sub_objects or ())
     trainer = Trainer(
         model=model,
@@ -410,6 +409,21 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         _write_json(Path(training_args.output_dir) / "finetune_metrics.json", metrics)
         _write_card(trainer.model, metrics, data_args, training_args.output_dir)
     return metrics
+
+
+def _stratified_split(ds, fraction: float, seed: int):
+    """``(train, validation)``: ``fraction`` of each label's rows (at least one of every label
+    with two or more rows) held out, so the validation AUC always exists."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(ds["label"])
+    val = []
+    for lab in np.unique(labels):
+        rows = np.flatnonzero(labels == lab)
+        n = max(1, round(fraction * len(rows))) if len(rows) > 1 else 0
+        val.append(rng.permutation(rows)[:n])
+    val = np.sort(np.concatenate(val))
+    keep = np.setdiff1d(np.arange(len(labels)), val)
+    return ds.select(rng.permutation(keep)), ds.select(val)
 
 
 def classification_metrics(eval_pred) -> dict:
