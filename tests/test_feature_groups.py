@@ -342,3 +342,37 @@ def test_cli_fits_a_grouped_object_tokenizer_and_resumes(small_file, tmp_path, c
                 "--feature-groups",
             ]
         )
+
+
+def test_code_embeddings_with_feature_groups(grouped_dir, samples, tmp_path):
+    """Each feature group is its own code space; its levels' vectors sum to its latent."""
+    from transformers import AutoModelForSequenceClassification
+
+    from hep_event_models import HepEventForSequenceClassification
+    from hep_event_models.event_tokenizer import EventTokenizer
+
+    tok = EventTokenizer.from_pretrained(grouped_dir)
+    spaces = tok.code_spaces()
+    # muons: kinematics (4 levels) and id_iso (2); met: one space (4); jets: kinematics (4),
+    # substructure (2) and btag (2)
+    assert spaces == [0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 5, 5]
+    table = tok.code_vectors()
+    jets = tok.object_tokenizers["jets"]
+    events = next(iter(tok.reader(samples["ttbar"], chunk_size=64)))
+    codes, mask = tok.encode_objects(events)["jets"]
+    codes = codes[mask][:20]
+    blocks = tok.layout.object_blocks("jets")
+    g = jets.groups["btag"]  # levels 6 and 7 of the jets' sub-tokens
+    summed = sum(table[blocks[q].start + codes[:, q], : g.code_vectors()[0].shape[1]] for q in (6, 7))
+    with torch.no_grad():
+        want = g.quantizer.get_output_from_indices(torch.from_numpy(codes[:, 6:8])[None])[0]
+        torch.testing.assert_close(g.quantizer.project_out(torch.from_numpy(summed)), want, atol=1e-5, rtol=1e-4)
+    torch.manual_seed(0)
+    for pooling in (None, "attention"):
+        clf = HepEventForSequenceClassification(_tiny_config(tok, pooling, token_embedding="code")).eval()
+        clf.set_code_vectors(tok)
+        enc = tok(events, padding=True, return_tensors="pt")
+        logits = clf(**enc).logits
+        clf.save_pretrained(tmp_path / str(pooling))
+        again = AutoModelForSequenceClassification.from_pretrained(tmp_path / str(pooling)).eval()
+        torch.testing.assert_close(again(**enc).logits, logits)
