@@ -669,14 +669,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     dm = sub.add_parser(
         "demo",
-        help="the whole chain on generated events, with a report (about 10 minutes on 2 CPU cores)",
+        help="the whole chain on generated events, with a report (about 12 minutes on 2 CPU cores)",
         description="generate -> fit tokenizers -> diagnose -> tokenize -> pretrain -> fine-tune -> evaluate "
         "on the built-in generator's events; writes OUT/report.md, OUT/report.html (self-contained), PNG plots "
         "and OUT/results.json. Rerunning with the same OUT skips finished stages.",
     )
     dm.add_argument("--out", required=True, help="output directory")
     dm.add_argument(
-        "--scale", type=float, default=1.0, help="multiplies event counts and training steps (1: ~10 min on 2 cores)"
+        "--scale", type=float, default=1.0, help="multiplies event counts and training steps (1: ~12 min on 2 cores)"
     )
     dm.add_argument("--seed", type=int, default=0, help="random seed")
     dm.add_argument("--device", default="cpu", help="cpu or cuda[:N] for training")
