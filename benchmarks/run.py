@@ -181,6 +181,10 @@ TOKENIZER_CONFIGS = {
         "linear_angles": True,
         "uniformity_weight": 10.0,
     },
+    # feature groups (the configs' `groups:`, used by tokenizer_configs/event_groups.yaml): one
+    # tokenizer per group with the package's defaults, the kinematics groups linear (their
+    # `tokenizer:` sections); an object's tokens are its groups' levels one after the other
+    "ours_groups": {},
     # the seeds' first setup: raw features, L1 loss, no k-means init, no dead-code expiry
     "seed_baseline": {
         "raw_features": True,
@@ -202,8 +206,9 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
 
     from hep_event_models.diagnostics import tokenizer_metrics
     from hep_event_models.generator import generate
-    from hep_event_models.object_tokenizer import ObjectTokenizer
+    from hep_event_models.grouped_tokenizer import load_object_tokenizer
     from hep_event_models.scan import encoding_speed, summarize
+    from hep_event_models.training.event_tokenizer import fit_grouped_object_tokenizer
     from hep_event_models.training.tokenizer import fit_object_tokenizer, validation_set
 
     device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -223,7 +228,8 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
             settings = TOKENIZER_CONFIGS[cname]
             out = WORK / f"tok_{obj}_{cname}"
             torch.set_num_threads(opts.tokenizer_threads)
-            s = fit_object_tokenizer(
+            fit = fit_grouped_object_tokenizer if cname == "ours_groups" else fit_object_tokenizer
+            s = fit(
                 obj,
                 files,
                 out,
@@ -237,7 +243,7 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
                 progress=False,
                 seed=0,
             )
-            tok = ObjectTokenizer.from_pretrained(out)
+            tok = load_object_tokenizer(out)
             values, mask = validation_set(tok.object_config, files, 20, max_objects=100_000)
             real = values[mask]
             m = tokenizer_metrics(tok, real)
@@ -266,6 +272,8 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
                 torch.set_num_threads(2)  # the encoding target is set for 2 cores
                 tok.to("cpu")
                 row["encode_fast_backend"] = "fsq" if tok.settings.quantizer == "rfsq" else "faiss"
+                if cname == "ours_groups":
+                    row["groups"] = {g: t.num_quantizers for g, t in tok.groups.items()}
                 row["encode_fast_per_s"] = encoding_speed(tok, real, "auto")
                 row["encode_library_per_s"] = encoding_speed(tok, real[:20_000], "library", 20_000, 1)
                 if torch.cuda.is_available():
@@ -313,7 +321,10 @@ def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
         "metrics; the budget (steps × batch, peak learning rate, cosine decay) is given per row. "
         "Configurations: `ours` = the shipped defaults (ResidualVQ, "
         f"{'512' if quick else '4096'} codes × 4 levels, codebook_dim 8), `ours_fsq` = ResidualFSQ (levels "
-        "[8, 8, 8, 8] = 4096 codes × 4 levels, uniformity term), `seed_baseline` = the seeds' first setup with "
+        "[8, 8, 8, 8] = 4096 codes × 4 levels, uniformity term), `ours_groups` = feature groups (the configs' "
+        "`groups:`, as `tokenizer_configs/event_groups.yaml` uses them): one tokenizer per group with the same "
+        "defaults, the kinematics group linear (4 levels), the others MLPs with 2 levels; usage is listed group "
+        "after group. `seed_baseline` = the seeds' first setup with "
         f"the same codebooks. Targets: {TARGETS}.",
         "",
         "| object | config | tokens (bits) | run (steps × batch, lr) | train s | usage per level | pT res (rel) "

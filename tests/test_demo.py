@@ -121,4 +121,6 @@ def test_cli_demo_passes_the_tokenizer_quantizer(monkeypatch, tmp_path):
         "fsq_levels": [8, 8, 8, 8],
         "linear_skip": True,
         "linear_angles": True,
+        "num_layers": 2,
+        "decoder_layers": 3,
     }

@@ -15,14 +15,22 @@ GROUP_SETTINGS = {"codebook_size": 128, "hidden_dim": 64, "decoder_hidden_dim": 
 
 @pytest.fixture(scope="module")
 def grouped_dir(samples, tmp_path_factory) -> str:
-    """An EventTokenizer with muons and jets as feature groups (met stays flat)."""
+    """An EventTokenizer with muons and jets as feature groups (met stays flat: its config
+    here has no ``groups:``)."""
     from hep_event_models.training.event_tokenizer import fit_event_tokenizer
 
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("grouped")
+    met = yaml.safe_load((config_dir() / "met.yaml").read_text())
+    met.pop("groups")
+    (d / "met.yaml").write_text(yaml.safe_dump(met, sort_keys=False))
     cfg = {
         "feature_groups": True,
-        "objects": {k: str(config_dir() / f"{k}.yaml") for k in ("muons", "met", "jets")},
+        "objects": {
+            "muons": str(config_dir() / "muons.yaml"),
+            "met": str(d / "met.yaml"),
+            "jets": str(config_dir() / "jets.yaml"),
+        },
         "context": [{"name": "mu", "group": "event", "bins": 50, "range": [0.0, 100.0]}],
     }
     (d / "event.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -49,10 +57,14 @@ def test_shipped_configs_define_groups_covering_every_feature():
         covered = [f for g in groups.values() for f in g.feature_names]
         assert sorted(covered) == sorted(cfg.feature_names), name
         assert groups["kinematics"].feature_names[:3] == ["pt", "eta", "phi"]
+        # linear kinematics tokenizers (ObjectTokenizerSettings.num_layers); MLPs elsewhere
+        assert groups["kinematics"].extra["tokenizer"] == {"num_layers": 0, "decoder_layers": 0}, name
+        assert all("num_layers" not in g.extra["tokenizer"] for n, g in groups.items() if n != "kinematics")
     jets = feature_groups(load_object_config("jets"))
     assert list(jets) == ["kinematics", "substructure", "btag"]
     assert jets["btag"].extra["tokenizer"]["num_quantizers"] == 2
-    assert feature_groups(load_object_config("met")) == {}
+    met = feature_groups(load_object_config("met"))
+    assert list(met) == ["kinematics"] and met["kinematics"].feature_names == ["pt", "phi", "sumet"]
 
 
 def _cfg(groups) -> ObjectConfig:
@@ -326,12 +338,15 @@ def test_cli_fits_a_grouped_object_tokenizer_and_resumes(small_file, tmp_path, c
     assert main([*args, "--resume"]) == 0
     after = load_object_tokenizer(tmp_path / "mu").state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+    flat = yaml.safe_load((config_dir() / "met.yaml").read_text())
+    flat.pop("groups")
+    (tmp_path / "met_flat.yaml").write_text(yaml.safe_dump(flat))
     with pytest.raises(ValueError, match="no feature groups"):
         main(
             [
                 "fit-tokenizer",
                 "--config",
-                "met",
+                str(tmp_path / "met_flat.yaml"),
                 "--data",
                 small_file,
                 "--out",

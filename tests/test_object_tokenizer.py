@@ -213,7 +213,15 @@ def test_goal_loss_weights(samples):
     # weight ∝ 1/goal² in model space: η at 0.005 absolute, φ at 0.005 rad on the φ / s output
     eta_std = pre.transforms[cfg.feature_names.index("eta")].stats["std"]
     assert np.isclose(goal["eta"] / goal["phi"], (eta_std / 0.005) ** 2 / (ANGLE_SCALE / 0.005) ** 2, rtol=1e-6)
-    assert goal["eta"] > goal["QG_tracksWidth"] and goal["n_trk"] == goal["QG_nTracks"]
+    assert goal["eta"] > goal["QG_tracksWidth"]
+    # regressed integers (the default): goal 0.15 in their own units
+    ntrk_std = pre.transforms[cfg.feature_names.index("n_trk")].stats["std"]
+    assert np.isclose(goal["n_trk"] / goal["eta"], (ntrk_std / 0.15) ** 2 / (eta_std / 0.005) ** 2, rtol=1e-6)
+    classes = ObjectPreprocessor(cfg, regress_integers=False)
+    classes.partial_fit(coll.values[coll.mask])
+    w = ObjectTokenizer.from_fitted(cfg, classes.finalize(), {**SMALL, "goal_power": 1.0}).loss_weights
+    assert w["n_trk"] == w["QG_nTracks"]  # classes: one discrete_weight
+    assert np.isclose(w["n_trk"] / w["eta"], 300.0 / (eta_std / 0.005) ** 2, rtol=1e-6)
     sqrt = ObjectTokenizer.from_fitted(cfg, pre, SMALL).loss_weights
     assert np.isclose(sqrt["eta"] / sqrt["phi"], np.sqrt(goal["eta"] / goal["phi"]), rtol=1e-6)
     uniform = ObjectTokenizer.from_fitted(cfg, pre, {**SMALL, "loss_weighting": "uniform"}).loss_weights

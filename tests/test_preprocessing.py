@@ -116,6 +116,23 @@ def test_discrete_targets_and_logit_decoding():
         _fit(schema.BINARY, np.array([0.0, 2.0]))
 
 
+def test_regressed_integers_round_into_the_fitted_range():
+    x = CASES[schema.INTEGER]
+    t = FeatureTransform("n", schema.INTEGER, regress_integer=True)
+    t.partial_fit(x)
+    t.finalize()
+    assert t.stats["regress"] and t.output_width == 1 and t.input_width == 1
+    lo, hi = t.stats["offset_class"], t.stats["offset_class"] + t.stats["num_classes"] - 1
+    # the target is the standardised value; decoding rounds it and clips to the fitted range
+    np.testing.assert_array_equal(t.target(x), t.forward(x))
+    np.testing.assert_array_equal(t.inverse(t.target(x) + 0.4 / t.stats["std"]), x)
+    np.testing.assert_array_equal(t.inverse(t.target(x) - 0.4 / t.stats["std"]), x)
+    far = (np.array([[lo - 50.0], [hi + 50.0]]) - t.stats["mean"]) / t.stats["std"]
+    assert t.inverse(far).tolist() == [lo, hi]
+    t2 = FeatureTransform.from_dict(json.loads(json.dumps(t.to_dict())))
+    assert t2.output_width == 1 and t2.inverse(t2.target(x)).tolist() == x.tolist()
+
+
 def test_bad_input_is_rejected():
     t = FeatureTransform("pt", schema.STANDARD)
     with pytest.raises(ValueError, match="'pt': NaN/inf"):

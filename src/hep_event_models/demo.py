@@ -78,13 +78,17 @@ class DemoSettings:
     # ResidualVQ) at the 2-core CPU budget: a training step costs ~1/30 of a 4096-code
     # ResidualVQ step there, and at equal wall time it decodes sharper (README, Object
     # tokenizers); with the linear skip paths and linear φ input, which help FSQ (and hurt
-    # ResidualVQ's φ, so they are not the defaults)
+    # ResidualVQ's φ, so they are not the defaults); MLP encoders and decoders also for the
+    # feature groups whose configs ask for linear ones (a linear map into FSQ's bounded grid
+    # decoded muons' pT at 33%, where the linear ResidualVQ kinematics reach 0.1%)
     tokenizer_settings: dict | None = field(
         default_factory=lambda: {
             "quantizer": "rfsq",
             "fsq_levels": [8, 8, 8, 8],
             "linear_skip": True,
             "linear_angles": True,
+            "num_layers": 2,
+            "decoder_layers": 3,
         }
     )
     diagnose_objects: int = 10_000

@@ -22,6 +22,7 @@ and ``register_for_auto_class`` writes ``auto_map`` for ``trust_remote_code`` us
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from typing import NamedTuple
 
@@ -33,6 +34,14 @@ from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutp
 from transformers.models.bert.modeling_bert import BertEmbeddings, BertLayer
 
 from .configuration_hep_event import HepEventConfig
+
+# BertEmbeddings.forward's position offset of cached tokens: ``past_key_values_length`` in
+# earlier transformers 5 releases, ``cache_length`` in 5.24 (BertModel passes its own name)
+_CACHE_OFFSET_ARG = (
+    "cache_length"
+    if "cache_length" in inspect.signature(BertEmbeddings.forward).parameters
+    else "past_key_values_length"
+)
 
 
 def level_table(config: HepEventConfig) -> torch.Tensor:
@@ -371,6 +380,7 @@ class HepEventEmbeddings(BertEmbeddings):
         position_ids=None,
         inputs_embeds=None,
         past_key_values_length: int = 0,
+        cache_length: int = 0,
     ) -> torch.Tensor:
         if inputs_embeds is None:
             inputs_embeds = self.token_embeddings(input_ids)
@@ -381,7 +391,7 @@ class HepEventEmbeddings(BertEmbeddings):
             token_type_ids=token_type_ids,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
-            past_key_values_length=past_key_values_length,
+            **{_CACHE_OFFSET_ARG: cache_length or past_key_values_length},
         )
 
 

@@ -66,6 +66,9 @@ from .config import ObjectConfig
 from .preprocessing import ANGLE_SCALE, ObjectPreprocessor
 
 TOKENIZER_FORMAT_VERSION = 1
+# goal of a regressed integer feature (``regress_integers``), in its own units: rounding
+# recovers the value exactly while the error stays under 0.5, i.e. 3.3 goals
+INTEGER_GOAL = 0.15
 
 
 @dataclass
@@ -77,9 +80,18 @@ class ObjectTokenizerSettings:
             to each other before quantization).
         hidden_dim: width of the encoder's layers (small by default: encoding speed matters,
             and the 8-dimensional bottleneck, not the encoder, limits fidelity).
-        num_layers: hidden layers of the encoder MLP (transformer layers for ``"transformer"``).
+        num_layers: hidden layers of the encoder MLP (transformer layers for ``"transformer"``);
+            0: a linear encoder.
         num_heads: attention heads of the transformer encoder.
-        decoder_hidden_dim, decoder_layers: the decoder MLP (only used to decode).
+        decoder_hidden_dim, decoder_layers: the decoder MLP (only used to decode); 0: linear.
+            A linear encoder and decoder (``num_layers=0, decoder_layers=0``) make the
+            tokenizer a residual quantizer of the preprocessed features in a learned linear
+            frame: nothing to learn but a scaling and the codebooks, so it reaches the
+            quantizer's resolution within a few hundred steps where the MLPs stay far from it.
+            It suits groups of a few continuous features (the shipped ``kinematics`` groups:
+            jets' pT 0.68%, η 0.0036, φ 0.0049 after 300 steps; the MLP at 600 steps on every
+            jet feature: 12%, 0.10, 0.08); a linear map cannot pack many features into
+            ``codebook_dim`` axes.
         latent_dim: encoder output width (``None``: equal to ``codebook_dim``, no projection).
         quantizer: ``"rvq"`` (ResidualVQ) or ``"rfsq"`` (ResidualFSQ).
         codebook_size: codes per level, an int or one per level.
@@ -113,6 +125,12 @@ class ObjectTokenizerSettings:
             preprocessing is fitted (``preprocessing`` module doc). It helps ResidualFSQ with
             ``linear_skip``; for ResidualVQ muons (600 steps) (cos, sin) gave φ 0.028
             against 0.039, pT 1.9% against 2.2% (``benchmarks/RESULTS.md``).
+        regress_integers: integer features (counts) are regressed (MSE on the standardised
+            value, weighted by a goal of ``INTEGER_GOAL`` = 0.15 unless the config sets one,
+            rounded into the fitted range on decoding) instead of classified over their
+            values: a count is ordered, so one latent direction carries it. Jets' substructure
+            group (n_trk, QG_nTracks, two continuous; 2 levels, MLP, 300 steps): n_trk 99.7%
+            exact against 97% as classes. ``False``: a cross-entropy head per integer.
         uniformity_weight: ``"rfsq"`` only: weight of the sliced Wasserstein distance
             between the latent and the uniform cube (``_uniformity_loss``), which spreads the
             latent over the first level's grid (its usage) at some cost in resolution.
@@ -147,6 +165,7 @@ class ObjectTokenizerSettings:
     linear_skip: bool = False
     linear_angles: bool = False
     uniformity_weight: float = 0.0
+    regress_integers: bool = True
 
     @classmethod
     def from_dict(cls, d: dict | None) -> ObjectTokenizerSettings:
@@ -175,6 +194,9 @@ class ObjectTokenizerSettings:
 
 
 def _mlp(d_in: int, hidden: int, d_out: int, layers: int, skip: bool = False) -> nn.Module:
+    """An MLP with ``layers`` hidden layers of width ``hidden``; ``layers=0`` is one ``nn.Linear``."""
+    if layers == 0:
+        return nn.Linear(d_in, d_out)
     mods: list[nn.Module] = [nn.Linear(d_in, hidden), nn.GELU()]
     for _ in range(layers - 1):
         mods += [nn.Linear(hidden, hidden), nn.GELU()]
@@ -266,11 +288,13 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         for t in self.preprocessor.transforms:
             if s.loss_weighting == "uniform" or t.kind == "raw":
                 w = 1.0
-            elif t.is_discrete:
+            elif t.is_discrete and not t.stats.get("regress"):
                 w = s.discrete_weight
             else:
                 g, st = goals.get(t.name), t.stats
-                if g is None:
+                if t.kind == schema.INTEGER:  # regressed: rounding is exact while |δ| < 0.5
+                    gm = (g if g is not None else INTEGER_GOAL) / st["std"]
+                elif g is None:
                     gm = s.default_goal
                 elif t.kind in (schema.LOG_STANDARD, schema.STANDARD):
                     gm = g / st["std"]  # log_standard: a relative resolution is Δ log x
@@ -395,7 +419,7 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         total = outputs[0].new_zeros(())
         parts = {}
         for t, out, tgt in zip(self.preprocessor.transforms, outputs, targets, strict=True):
-            if t.kind in (schema.INTEGER, schema.CATEGORICAL):
+            if t.kind == schema.CATEGORICAL or (t.kind == schema.INTEGER and not t.stats.get("regress")):
                 loss = F.cross_entropy(out, tgt)
             elif t.kind == schema.BINARY:
                 loss = F.binary_cross_entropy_with_logits(out[:, 0], tgt.float())

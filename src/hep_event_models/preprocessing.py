@@ -12,7 +12,8 @@ quantile        probit(F(x)), F the fitted piecewise-linear CDF  F^-1(Phi(z)); v
 angle           (cos x, sin x), target (cos x, sin x)             atan2; with linear_angle:
                 linear_angle: also x / s, s = π/√3; the target   wrap(z · s) into [-π, π)
                 and the decoder output are x / s (wrap-aware loss)
-integer         (x - mean) / std, target class x - min            min + class (exact)
+integer         (x - mean) / std, target class x - min            min + class (exact); with
+                regress_integer: the target is (x - mean) / std   rint(z · std + mean), clipped
 binary          2x - 1, target {0, 1}                            class (exact)
 categorical     one-hot over the fitted categories               category (exact)
 score           probit(F(x)) like quantile, bounded to [0, 1]    F^-1(Phi(z)), clipped
@@ -73,6 +74,7 @@ class FeatureTransform:
     stats: dict = field(default_factory=dict)
     reservoir_size: int = 50_000
     linear_angle: bool = True  # angles: add the linear column φ / s (module doc)
+    regress_integer: bool = False  # integers: regress the standardised value (module doc)
     num_knots: int = 1025
     max_classes: int = 512
     seed: int = 0
@@ -144,6 +146,8 @@ class FeatureTransform:
             if k == schema.INTEGER:
                 lo, hi = round(self._min), round(self._max)
                 st.update(offset_class=lo, num_classes=hi - lo + 1)
+                if self.regress_integer:
+                    st["regress"] = True
                 if hi - lo + 1 > self.max_classes:
                     raise ValueError(
                         f"feature {self.name!r}: integer range [{lo}, {hi}] has more than {self.max_classes} values"
@@ -194,7 +198,7 @@ class FeatureTransform:
         if self.kind == schema.ANGLE:
             return 1 if self.stats.get("linear") else 2
         if self.kind == schema.INTEGER:
-            return self.stats["num_classes"]
+            return 1 if self.stats.get("regress") else self.stats["num_classes"]
         if self.kind == schema.CATEGORICAL:
             return len(self.stats["categories"])
         return 1
@@ -232,6 +236,8 @@ class FeatureTransform:
         """Training target: class index (int64) for discrete kinds, else ``forward(x)``."""
         x = np.asarray(x, dtype=np.float64)
         st, k = self.stats, self.kind
+        if k == schema.INTEGER and st.get("regress"):
+            return self.forward(x)
         if k == schema.INTEGER:
             return np.clip(np.rint(x) - st["offset_class"], 0, st["num_classes"] - 1).astype(np.int64)
         if k in (schema.BINARY, schema.CATEGORICAL):
@@ -258,8 +264,9 @@ class FeatureTransform:
                 return _wrap(out[..., 0] * ANGLE_SCALE)
             return np.arctan2(out[..., 1], out[..., 0])
         if k == schema.INTEGER:
-            if out.shape[-1] == 1:  # model-space column (for the exact-inverse property)
-                return np.rint(out[..., 0] * st["std"] + st["mean"])
+            if out.shape[-1] == 1:  # a regressed or model-space column: round into the fitted range
+                lo, n = st["offset_class"], st["num_classes"]
+                return np.clip(np.rint(out[..., 0] * st["std"] + st["mean"]), lo, lo + n - 1)
             return (np.argmax(out, axis=-1) + st["offset_class"]).astype(np.float64)
         if k == schema.BINARY:
             return (out[..., 0] > 0).astype(np.float64)
@@ -320,6 +327,7 @@ class ObjectPreprocessor:
         seed: int = 0,
         raw: bool = False,
         linear_angles: bool = True,
+        regress_integers: bool = True,
     ):
         self.config = config
         self.transforms = [
@@ -328,6 +336,7 @@ class ObjectPreprocessor:
                 RAW if raw else f.kind,
                 reservoir_size=reservoir_size,
                 linear_angle=linear_angles,
+                regress_integer=regress_integers,
                 seed=seed + i,
             )
             for i, f in enumerate(config.features)

@@ -53,13 +53,15 @@ def fit_preprocessor(
     seed: int = 0,
     raw: bool = False,
     linear_angles: bool = True,
+    regress_integers: bool = True,
 ) -> ObjectPreprocessor:
     """Fit the preprocessing of ``cfg`` on the training events of ``data`` in one streaming pass.
 
     ``raw=True`` gives identity transforms (the seed-style baseline); ``linear_angles=False``
-    encodes angles as (cos φ, sin φ) only (``preprocessing`` module doc).
+    encodes angles as (cos φ, sin φ) only; ``regress_integers=False`` makes integer features
+    classes instead of regression targets (``preprocessing`` module doc).
     """
-    pre = ObjectPreprocessor(cfg, seed=seed, raw=raw, linear_angles=linear_angles)
+    pre = ObjectPreprocessor(cfg, seed=seed, raw=raw, linear_angles=linear_angles, regress_integers=regress_integers)
     reader = EventReader(data, selection=[cfg], scalars=(), chunk_size=chunk_size, max_events=max_events)
     for b in reader.progress(f"fit preprocessing {cfg.object}", progress):
         c = b.collections[cfg.object]
@@ -243,6 +245,7 @@ def fit_object_tokenizer(
             seed=seed,
             raw=parsed.raw_features,
             linear_angles=parsed.linear_angles,
+            regress_integers=parsed.regress_integers,
         )
         model = ObjectTokenizer.from_fitted(cfg, pre, s)
     model.to(device)
