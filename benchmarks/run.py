@@ -361,7 +361,20 @@ def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
                 f"| {r['encode_library_per_s']:,.0f} | {r['encode_fast_per_s'] / r['encode_library_per_s']:.0f}× "
                 f"| {f(r.get('encode_cuda_per_s'), ',.0f')} |"
             )
+    if any(r["config"] == "ours + linear_skip (11-23)" for r in rows):
+        md += ["", LINEAR_SKIP_NOTE]
     return "\n".join(md)
+
+
+# what the kept rows of 2026-11-23 measured (rows of earlier runs stay in the table)
+LINEAR_SKIP_NOTE = (
+    "`ours + linear_skip (11-23)`: the ResidualVQ defaults of 2026-11-23 morning, with linear skip paths "
+    "beside the encoder and decoder MLPs (`linear_skip: true` in the configs then). They made muons' φ 6×"
+    " worse (0.155 against 0.027) and were reverted for ResidualVQ; the FSQ rows keep them. Ablation on "
+    "muons, same budget, 2026-11-23: without the skip paths η 0.0255, φ 0.0394, pT 2.16%; without them "
+    "and with angles as (cos φ, sin φ) only (the restored defaults, `linear_angles: false`) η 0.0276, φ "
+    "0.0282, pT 1.85%, level usage 89% / 92% / 94% / 95%."
+)
 
 
 _TOKENIZE_CHILD = textwrap.dedent(

@@ -12,7 +12,9 @@ rotation trick, commitment loss) is the library's, exposed through
 
 Losses by kind: MSE for continuous kinds and for probit-mapped scores (a bounded score's
 probit is unbounded and well behaved, and decoding clips to [0, 1]); MSE on (cos φ, sin φ)
-for angles (wrap-aware); BCE for binary; cross-entropy for categorical and integer.
+for angles (wrap-aware); BCE for binary; cross-entropy for categorical; MSE on the
+standardised value for integers (rounded on decoding; ``regress_integers=False``: one class
+per value, cross-entropy).
 
 Weighting (``loss_weighting="goal"``, the default): a fixed budget of bits per object
 (Q levels × log2 codes) has to be shared between the features, and the loss weights decide
