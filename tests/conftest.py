@@ -82,3 +82,12 @@ def event_tokenizer(event_tokenizer_dir):
     from hep_event_models.event_tokenizer import EventTokenizer
 
     return EventTokenizer.from_pretrained(event_tokenizer_dir)
+
+
+def tiny_model_config(tok, **kw):
+    """A ``HepEventConfig`` for ``tok`` small enough for CPU tests (1 layer × 32); ``kw``
+    sets or overrides any other option."""
+    from hep_event_models import HepEventConfig
+
+    size = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+    return HepEventConfig.from_tokenizer(tok, **{**size, **kw})

@@ -7,6 +7,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import tiny_model_config
 from hep_event_models.config import ObjectConfig, config_dir, load_object_config
 from hep_event_models.grouped_tokenizer import GroupedObjectTokenizer, feature_groups, load_object_tokenizer
 
@@ -165,17 +166,7 @@ def test_diagnose_a_grouped_tokenizer_directory(grouped_dir, samples, tmp_path):
 
 # -- hierarchical model ------------------------------------------------------------------
 def _tiny_config(tok, pooling, **kw):
-    from hep_event_models import HepEventConfig
-
-    return HepEventConfig.from_tokenizer(
-        tok,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        object_pooling=pooling,
-        **kw,
-    )
+    return tiny_model_config(tok, object_pooling=pooling, **kw)
 
 
 def test_object_structure_follows_type_ids():

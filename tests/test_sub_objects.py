@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_model_config
 from hep_event_models import schema
 from hep_event_models.collators import EventClassificationCollator, EventMLMCollator, pad_sub_objects
 from hep_event_models.configuration_hep_event import HepEventConfig
@@ -186,16 +187,7 @@ def test_pad_sub_objects_groups_rows_by_object():
 
 
 def _tiny(tok, **kw) -> HepEventConfig:
-    return HepEventConfig.from_tokenizer(
-        tok,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        sub_objects=["jets_constituents", "tracks_hits"],
-        num_labels=2,
-        **kw,
-    )
+    return tiny_model_config(tok, sub_objects=["jets_constituents", "tracks_hits"], num_labels=2, **kw)
 
 
 def _batch(tok, files, n=64, max_length=None):
