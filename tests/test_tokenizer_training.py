@@ -21,6 +21,10 @@ TINY = [
 ]
 
 
+# the run options the small training tests share (CPU, no checkpoints, quiet, seeded)
+SMALL_RUN = {"batch_size": 1024, "warmup_steps": 20, "checkpoint_every": 0, "progress": False, "seed": 1}
+
+
 def test_small_cpu_training_reaches_usage_and_resolution(samples, tmp_path):
     out = tmp_path / "mu"
     summary = fit_object_tokenizer(
@@ -34,13 +38,9 @@ def test_small_cpu_training_reaches_usage_and_resolution(samples, tmp_path):
             "decoder_hidden_dim": 128,
         },
         max_steps=400,
-        batch_size=1024,
         lr=2e-3,
-        warmup_steps=20,
         eval_every=100,
-        checkpoint_every=0,
-        progress=False,
-        seed=1,
+        **SMALL_RUN,
     )
     assert summary["steps"] == 400
     tok = ObjectTokenizer.from_pretrained(out)
@@ -81,14 +81,10 @@ def test_small_fsq_training_reaches_usage_and_resolution(samples, tmp_path):
             "decoder_hidden_dim": 128,
         },
         max_steps=400,
-        batch_size=1024,
         lr=3e-3,
         min_lr_ratio=0.01,
-        warmup_steps=20,
         eval_every=100,
-        checkpoint_every=0,
-        progress=False,
-        seed=1,
+        **SMALL_RUN,
     )
     tok = ObjectTokenizer.from_pretrained(out)
     assert tok.settings.linear_skip and tok.settings.quantizer == "rfsq"  # saved with the tokenizer
@@ -234,13 +230,9 @@ def test_linear_kinematics_group_reaches_tight_resolution(samples, tmp_path):
         out,
         settings={"codebook_size": 512, "num_quantizers": 3},
         max_steps=400,
-        batch_size=1024,
         lr=3e-3,
-        warmup_steps=20,
         min_lr_ratio=0.01,
-        checkpoint_every=0,
-        progress=False,
-        seed=1,
+        **SMALL_RUN,
     )
     tok = ObjectTokenizer.from_pretrained(out)
     assert isinstance(tok.encoder, torch.nn.Linear) and isinstance(tok.decoder, torch.nn.Linear)

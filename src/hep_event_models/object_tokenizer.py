@@ -290,7 +290,7 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         for t in self.preprocessor.transforms:
             if s.loss_weighting == "uniform" or t.kind == "raw":
                 w = 1.0
-            elif t.is_discrete and not t.stats.get("regress"):
+            elif t.is_classified:
                 w = s.discrete_weight
             else:
                 g, st = goals.get(t.name), t.stats
@@ -421,7 +421,7 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         total = outputs[0].new_zeros(())
         parts = {}
         for t, out, tgt in zip(self.preprocessor.transforms, outputs, targets, strict=True):
-            if t.kind == schema.CATEGORICAL or (t.kind == schema.INTEGER and not t.stats.get("regress")):
+            if t.is_classified and t.kind != schema.BINARY:
                 loss = F.cross_entropy(out, tgt)
             elif t.kind == schema.BINARY:
                 loss = F.binary_cross_entropy_with_logits(out[:, 0], tgt.float())

@@ -207,6 +207,11 @@ class FeatureTransform:
     def is_discrete(self) -> bool:
         return self.kind in schema.DISCRETE_KINDS
 
+    @property
+    def is_classified(self) -> bool:
+        """Decoded by a class head (cross-entropy / BCE): discrete kinds except regressed integers."""
+        return self.is_discrete and not (self.kind == schema.INTEGER and self.stats.get("regress"))
+
     # -- forward / inverse --------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Model-space columns ``(n, input_width)`` for physical values ``(n,)``."""
