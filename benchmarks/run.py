@@ -229,20 +229,22 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
             out = WORK / f"tok_{obj}_{cname}"
             torch.set_num_threads(opts.tokenizer_threads)
             fit = fit_grouped_object_tokenizer if cname == "ours_groups" else fit_object_tokenizer
-            s = fit(
-                obj,
-                files,
-                out,
-                settings={**base, **settings},
-                max_steps=steps,
-                batch_size=opts.tokenizer_batch,
-                lr=opts.tokenizer_lr,
-                min_lr_ratio=0.01,
-                device=device,
-                checkpoint_every=0,
-                progress=False,
-                seed=0,
-            )
+            s = _reusable_fit(out, steps, opts.tokenizer_batch) if opts.tokenizer_reuse else None
+            if s is None:
+                s = fit(
+                    obj,
+                    files,
+                    out,
+                    settings={**base, **settings},
+                    max_steps=steps,
+                    batch_size=opts.tokenizer_batch,
+                    lr=opts.tokenizer_lr,
+                    min_lr_ratio=0.01,
+                    device=device,
+                    checkpoint_every=0,
+                    progress=False,
+                    seed=0,
+                )
             tok = load_object_tokenizer(out)
             values, mask = validation_set(tok.object_config, files, 20, max_objects=100_000)
             real = values[mask]
@@ -258,6 +260,7 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
                 "lr": opts.tokenizer_lr,
                 "device": device,
                 "train_seconds": s["seconds"],
+                "fitted": s["fitted"] if "fitted" in s else datetime.now(timezone.utc).strftime("%Y-%m-%d"),
                 "n_val_objects": len(real),
                 **summarize(m),
                 "features": m["features"],
@@ -297,6 +300,20 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
     return {"rows": rows, "steps": steps, "device": device}, md
 
 
+def _reusable_fit(out: Path, steps: int, batch_size: int) -> dict | None:
+    """The training summary of a finished fit in ``out`` with this budget (``--tokenizer-reuse``),
+    with its date as ``fitted``; ``None`` where there is none (then the tokenizer is fitted)."""
+    path = out / "training_summary.json"
+    if not path.exists():
+        return None
+    s = json.loads(path.read_text())
+    runs = list(s["groups"].values()) if "groups" in s else [s]
+    if any(r.get("steps") != steps or r.get("batch_size") != batch_size for r in runs):
+        return None
+    s["fitted"] = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d")
+    return s
+
+
 def _old_tokenizer_row(r: dict) -> dict:
     """A row of an earlier results file in the current format (ResidualVQ 4096 × 4 then)."""
     r = dict(r)
@@ -307,6 +324,7 @@ def _old_tokenizer_row(r: dict) -> dict:
     r.setdefault("bits_per_object", 12.0 * len(r["usage"]))
     r.setdefault("lr", 1e-3)
     r.setdefault("run", "2026-11-22")
+    r.setdefault("fitted", r["run"])
     if "encode_faiss_per_s" in r:
         r["encode_fast_per_s"], r["encode_fast_backend"] = r.pop("encode_faiss_per_s"), "faiss"
     return r
@@ -327,7 +345,7 @@ def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
         "after group. `seed_baseline` = the seeds' first setup with "
         f"the same codebooks. Targets: {TARGETS}.",
         "",
-        "| object | config | tokens (bits) | run (steps × batch, lr) | train s | held-out objects | usage per level "
+        "| object | config | tokens (bits) | fitted (steps × batch, lr) | train s | held-out objects | usage per level "
         "| pT res (rel) | η res | φ res | worst discrete exact | worst score KS |",
         "|---|---|---|---|---:|---:|---|---:|---:|---:|---|---|",
     ]
@@ -337,7 +355,7 @@ def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
         ws = f"{r['worst_score']} {r['score_ks_max']:.4f}" if r["worst_score"] else "–"
         md.append(
             f"| {r['object']} | {r['config']} | {r['tokens_per_object']} ({r['bits_per_object']:.0f}) "
-            f"| {r['run']} ({r['steps']} × {r['batch_size']}, {r['lr']:g}) | {r['train_seconds']:.0f} "
+            f"| {r['fitted']} ({r['steps']} × {r['batch_size']}, {r['lr']:g}) | {r['train_seconds']:.0f} "
             f"| {f(r.get('n_val_objects'), ',')} | {usage} "
             f"| {f(r.get('pt_resolution'), '.4f')} | {f(r.get('eta_resolution'), '.4f')} "
             f"| {f(r.get('phi_resolution'), '.4f')} | {wd} | {ws} |"
@@ -351,13 +369,15 @@ def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
         "fast path (exact FAISS search for ResidualVQ, the fused rounding for ResidualFSQ; both tested to give "
         "the library's codes) against the library's own forward:",
         "",
-        "| object | config | fast path | fast objects/s | library forward objects/s | ratio | GPU objects/s |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| object | config | measured | fast path | fast objects/s | library forward objects/s | ratio "
+        "| GPU objects/s |",
+        "|---|---|---|---|---:|---:|---:|---:|",
     ]
     for r in rows:
         if "encode_fast_per_s" in r:
             md.append(
-                f"| {r['object']} | {r['config']} | {r['encode_fast_backend']} | {r['encode_fast_per_s']:,.0f} "
+                f"| {r['object']} | {r['config']} | {r['run']} | {r['encode_fast_backend']} "
+                f"| {r['encode_fast_per_s']:,.0f} "
                 f"| {r['encode_library_per_s']:,.0f} | {r['encode_fast_per_s'] / r['encode_library_per_s']:.0f}× "
                 f"| {f(r.get('encode_cuda_per_s'), ',.0f')} |"
             )
@@ -452,7 +472,9 @@ def bench_tokenize(quick: bool, opts=None) -> tuple[dict, str]:
         _bench_event_tokenizer(tok_dir, str(files[sizes[0]]))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     runs = []
-    plan = [(sizes[0], 1), (sizes[0], cores), (sizes[1], 1)] if cores > 1 else [(sizes[0], 1), (sizes[1], 1)]
+    # one process and every core, on both sizes: start-up (spawning workers that import torch)
+    # weighs on the small run, so the large one shows the sustained multi-process rate
+    plan = [(n, p) for n in sizes for p in dict.fromkeys((1, cores))]
     for n, nproc in plan:
         rows_per_shard = max(n // (2 * nproc), 1)  # at least two shards per process
         out, peak = _run_measuring_rss(
@@ -578,6 +600,12 @@ def main(argv=None) -> int:
         help=f"tokenizer configurations to compare: {', '.join(TOKENIZER_CONFIGS)}",
     )
     ap.add_argument("--tokenizer-events", type=int, default=100_000, help="events per process for tokenizers")
+    ap.add_argument(
+        "--tokenizer-reuse",
+        action="store_true",
+        help="keep tokenizers already fitted in benchmarks/_work with the same steps and batch (their learning "
+        "rate is not checked): only the held-out metrics and encoding speeds are measured again",
+    )
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument(
         "--models-token-embedding",

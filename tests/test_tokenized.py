@@ -97,6 +97,13 @@ def test_interrupted_tokenize_resumes_to_identical_output(event_tokenizer_dir, s
     for name in shards:
         assert pq.read_table(part / name).equals(pq.read_table(full / name))
     assert (part / "dataset_manifest.json").exists()
+    # two worker processes (spawned, one tokenizer each) write the same shards as one process
+    multi = tmp_path / "multi"
+    s = tokenize_dataset(event_tokenizer_dir, small_files, multi, rows_per_shard=1000, num_proc=2, progress=False)
+    assert sorted(s["shards_written"]) == shards and s["events"] == 5000
+    for name in shards:
+        assert pq.read_table(multi / name).equals(pq.read_table(full / name))
+    assert (multi / "dataset_manifest.json").read_text() == (full / "dataset_manifest.json").read_text()
 
 
 def test_file_level_sharding_across_jobs(event_tokenizer_dir, small_files, tmp_path):

@@ -352,35 +352,22 @@ class EventTokenizer:
         return_token_type_ids,
         return_special_tokens_mask,
     ) -> BatchEncoding:
-        """Vectorised sequence building: pieces with validity masks, then left-packing."""
-        B = ctx.shape[0]
+        """Vectorised sequence building.
+
+        Every collection's padded ``(B, M·Q)`` id block is written at its per-event offset; the
+        padding codes it carries past the event's real objects are overwritten by the [SEP] and
+        the next collection, and whatever is left past the sequence's end becomes [PAD]. Type ids
+        are looked up from the ids (``layout.type_of``).
+        """
+        B, n_ctx = ctx.shape
         names = list(codes)
         n_obj = {n: codes[n][1].sum(axis=1).astype(np.int64) for n in names}
         if truncation:
-            n_obj = self._truncate(n_obj, ctx.shape[1], max_length)
-        ids_parts, type_parts, valid_parts = [], [], []
-
-        def add(ids: np.ndarray, type_id: int, valid: np.ndarray | None = None) -> None:
-            ids_parts.append(ids)
-            type_parts.append(np.full(ids.shape[1], type_id, dtype=np.int8))
-            valid_parts.append(np.ones(ids.shape, dtype=bool) if valid is None else valid)
-
-        add(np.full((B, 1), self.cls_token_id, dtype=np.int64), 0)
-        if ctx.shape[1]:
-            add(ctx, schema.TYPE_IDS["event"])
+            n_obj = self._truncate(n_obj, n_ctx, max_length)
+        q = {n: len(self.layout.object_blocks(n)) for n in names}
+        lengths = np.full(B, 1 + n_ctx + len(names), dtype=np.int64)
         for n in names:
-            c = codes[n][0]
-            blocks = self.layout.object_blocks(n)
-            if c.shape[1]:
-                offsets = np.array([b.start for b in blocks], dtype=np.int64)
-                ids = (np.maximum(c, 0) + offsets).reshape(B, -1)
-                keep = np.arange(c.shape[1])[None, :] < n_obj[n][:, None]
-                add(ids, schema.TYPE_IDS[n], np.repeat(keep, len(blocks), axis=1))
-            add(np.full((B, 1), self.sep_token_id, dtype=np.int64), 0)
-        ids = np.concatenate(ids_parts, axis=1)
-        types = np.broadcast_to(np.concatenate(type_parts), ids.shape)
-        valid = np.concatenate(valid_parts, axis=1)
-        lengths = valid.sum(axis=1)
+            lengths += n_obj[n] * q[n]
         width = int(lengths.max()) if B else 0
         if padding == "max_length":
             if max_length is None:
@@ -390,12 +377,24 @@ class EventTokenizer:
             raise ValueError(f"padding must be True, False, 'longest' or 'max_length', got {padding!r}")
         if pad_to_multiple_of and width % pad_to_multiple_of:
             width += pad_to_multiple_of - width % pad_to_multiple_of
-        pos = np.cumsum(valid, axis=1) - 1
-        rows = np.broadcast_to(np.arange(B)[:, None], ids.shape)
-        out_ids = np.full((B, width), self.pad_token_id, dtype=np.int64)
-        out_types = np.zeros((B, width), dtype=np.int64)
-        out_ids[rows[valid], pos[valid]] = ids[valid]
-        out_types[rows[valid], pos[valid]] = types[valid]
+        longest = 1 + n_ctx + sum(codes[n][0].shape[1] * q[n] + 1 for n in names)  # every slot filled
+        out_ids = np.empty((B, max(width, longest)), dtype=np.int64)
+        out_ids[:, 0] = self.cls_token_id
+        out_ids[:, 1 : 1 + n_ctx] = ctx
+        rows = np.arange(B)
+        offset = np.full(B, 1 + n_ctx, dtype=np.int64)
+        for n in names:
+            c = codes[n][0]
+            if c.shape[1]:
+                starts = np.array([b.start for b in self.layout.object_blocks(n)], dtype=np.int64)
+                block = (np.maximum(c, 0) + starts).reshape(B, -1)
+                out_ids[rows[:, None], offset[:, None] + np.arange(block.shape[1])] = block
+            offset += n_obj[n] * q[n]
+            out_ids[rows, offset] = self.sep_token_id
+            offset += 1
+        out_ids = np.ascontiguousarray(out_ids[:, :width])
+        out_ids[np.arange(width)[None, :] >= lengths[:, None]] = self.pad_token_id
+        out_types = self.layout.type_of[out_ids].astype(np.int64)
         att = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
         data: dict[str, Any] = {"input_ids": out_ids}
         if return_token_type_ids:

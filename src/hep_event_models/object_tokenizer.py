@@ -195,6 +195,10 @@ class ObjectTokenizerSettings:
         return list(cs) if isinstance(cs, (list, tuple)) else [int(cs)] * self.num_quantizers
 
 
+CPU_BATCH = 16_384  # objects per encoder pass on the CPU (``ObjectTokenizer.encode``)
+CUDA_BATCH = 262_144  # and on a GPU
+
+
 def _mlp(d_in: int, hidden: int, d_out: int, layers: int, skip: bool = False) -> nn.Module:
     """An MLP with ``layers`` hidden layers of width ``hidden``; ``layers=0`` is one ``nn.Linear``."""
     if layers == 0:
@@ -453,7 +457,11 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
     # -- inference: codes and physical values -------------------------------------------
     @torch.no_grad()
     def encode(
-        self, values: np.ndarray, mask: np.ndarray | None = None, backend: str = "auto", batch_size: int = 65_536
+        self,
+        values: np.ndarray,
+        mask: np.ndarray | None = None,
+        backend: str = "auto",
+        batch_size: int | None = None,
     ) -> np.ndarray:
         """Codes of real objects.
 
@@ -462,11 +470,16 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
             mask: ``(B, M)`` bool for padded input.
             backend: ``"faiss"`` (CPU), ``"torch"`` (chunked matmul, for GPU), ``"library"``
                 (the library's own forward, slow), or ``"auto"`` (torch on CUDA, else FAISS).
+            batch_size: objects per encoder pass (events × max objects for a transformer
+                encoder). Default: ``CPU_BATCH`` on the CPU, where the encoder's activations
+                should stay in cache (16k objects: 1.4× the rate of 64k), ``CUDA_BATCH`` on a GPU.
 
         Returns:
             ``(N, Q)`` int64 codes for ``(N, F)`` input, or ``(B, M, Q)`` with -1 on padding.
         """
         self.eval()
+        if batch_size is None:
+            batch_size = CUDA_BATCH if self.device.type == "cuda" else CPU_BATCH
         padded = mask is not None
         if not padded:
             values = values[None]

@@ -136,7 +136,8 @@ def encode_record_batch(tokenizer, events, schema_: pa.Schema, max_length=None, 
     lengths = att.sum(axis=1)
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
     id_type = schema_.field("input_ids").type.value_type
-    ids = pa.ListArray.from_arrays(offsets, pa.array(enc["input_ids"][att].astype(id_type.to_pandas_dtype())))
+    # np.dtype("uint16") from the Arrow type's name: to_pandas_dtype() would import pandas (0.5 s)
+    ids = pa.ListArray.from_arrays(offsets, pa.array(enc["input_ids"][att].astype(np.dtype(str(id_type)))))
     types = pa.ListArray.from_arrays(offsets, pa.array(enc["token_type_ids"][att].astype(np.int8)))
     ones = pa.ListArray.from_arrays(offsets, pa.array(np.ones(int(lengths.sum()), dtype=np.int8)))
     names = np.asarray([os.path.basename(f) for f in events.files], dtype=object)[events.file_index]
@@ -209,7 +210,11 @@ def _write_shard(tokenizer, shard: Shard, out: Path, schema_: pa.Schema, fmt: st
     return {"shard": shard.name, "events": n_events, "tokens": n_tokens}
 
 
-def _worker(tokenizer_dir: str, shards: list[Shard], out: str, schema_bytes: bytes, fmt: str, opts: dict, threads: int):
+_WORKER_TOKENIZER: dict = {}
+
+
+def _init_worker(tokenizer_dir: str, device: str | None, threads: int) -> None:
+    """Pool initializer: thread counts and one tokenizer per worker process (not per shard)."""
     import torch
 
     from .event_tokenizer import EventTokenizer
@@ -221,9 +226,12 @@ def _worker(tokenizer_dir: str, shards: list[Shard], out: str, schema_bytes: byt
         faiss.omp_set_num_threads(threads)
     except ImportError:  # pragma: no cover
         pass
-    tok = EventTokenizer.from_pretrained(tokenizer_dir, device=opts["device"] or "cpu")
+    _WORKER_TOKENIZER["tokenizer"] = EventTokenizer.from_pretrained(tokenizer_dir, device=device or "cpu")
+
+
+def _worker(shard: Shard, out: str, schema_bytes: bytes, fmt: str, opts: dict) -> dict:
     schema_ = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
-    return [_write_shard(tok, s, Path(out), schema_, fmt, opts) for s in shards]
+    return _write_shard(_WORKER_TOKENIZER["tokenizer"], shard, Path(out), schema_, fmt, opts)
 
 
 def tokenize_dataset(
@@ -319,7 +327,6 @@ def tokenize_dataset(
         "chunk_size": chunk_size,
         "max_length": max_length,
         "truncation": truncation,
-        "device": device,
         "m4l_window": None if m4l_window is None else tuple(float(x) for x in m4l_window),
     }
     t0 = time.perf_counter()
@@ -331,13 +338,20 @@ def tokenize_dataset(
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         nproc = min(num_proc, len(todo))
-        threads = max(1, (os.cpu_count() or 1) // nproc)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, cores // nproc)
         sb = schema_.serialize().to_pybytes()
-        with ProcessPoolExecutor(max_workers=nproc, mp_context=mp.get_context("spawn")) as pool:
-            futs = [pool.submit(_worker, tok_dir, [s], str(out), sb, fmt, opts, threads) for s in todo]
+        # spawn, not fork: forking a process whose torch/OpenMP thread pools are running can hang
+        with ProcessPoolExecutor(
+            max_workers=nproc,
+            mp_context=mp.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(tok_dir, device, threads),
+        ) as pool:
+            futs = [pool.submit(_worker, s, str(out), sb, fmt, opts) for s in todo]
             bar = tqdm(as_completed(futs), total=len(futs), desc="tokenize", unit="shard", disable=not progress)
             for f in bar:
-                results += f.result()
+                results.append(f.result())
     else:
         for s in tqdm(todo, desc="tokenize", unit="shard", disable=not progress):
             results.append(_write_shard(tokenizer, s, out, schema_, fmt, opts))
