@@ -403,6 +403,11 @@ def test_evaluate_with_baselines(event_tokenizer, token_data, tmp_path, capsys):
     for k in ("auc", "accuracy", "rejection_at_50", "gbdt_auc", "counts_auc"):
         assert np.isfinite(m[k]) and m[k] > 0
     assert 0 <= m["auc"] <= 1 and 0 <= m["accuracy"] <= 1
+    # bootstrap spread of the test set: at most ~sqrt(1/(12·n_sig) + 1/(12·n_bkg)) ≈ 0.02 here
+    # (far less for the GBDT, which separates these backgrounds almost perfectly)
+    assert 0.001 < m["auc_std"] < 0.05 and 0 < m["gbdt_auc_std"] < m["auc_std"]
+    assert m["per_background"]["all"]["model"]["auc_std"] == m["auc_std"]
+    assert m["auc_minus_gbdt"] == pytest.approx(m["auc"] - m["gbdt_auc"]) and m["auc_minus_gbdt_std"] > 0
     # the classifier was trained on hzz4l vs dy: scored here, it separates them as it did in training
     assert m["per_background"]["dy"]["model"]["auc"] > 0.8
     assert m["per_background"]["dy"]["counts"]["auc"] > 0.8  # lepton counts alone separate most of it
@@ -698,3 +703,21 @@ def test_stratified_validation_split_keeps_every_label():
     assert len(tr) == 89 and set(tr["x"]).isdisjoint(va["x"]) and len(set(tr["x"]) | set(va["x"])) == 100
     tr2, va2 = _stratified_split(ds, 0.1, seed=0)
     assert va2["x"] == va["x"] and tr2["x"] == tr["x"]  # deterministic
+
+
+def test_bootstrap_auc_spread_matches_the_analytic_error():
+    from hep_event_models.evaluation import bootstrap_auc
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([1, 0], 1000)
+    noise = rng.random(2000)
+    scores = {"model": noise, "gbdt": noise.copy(), "counts": rng.random(2000)}
+    r = bootstrap_auc(y, scores, n_boot=300, seed=1)
+    # AUC of an uninformative score: std = sqrt((n1 + n2 + 1) / (12 n1 n2)) = 0.0129
+    expected = np.sqrt(2001 / (12 * 1000 * 1000))
+    for name in scores:
+        assert r["std"][name] == pytest.approx(expected, rel=0.2)
+    assert r["diff_std"]["model-gbdt"] == 0.0  # paired: identical scores never differ
+    assert r["diff_std"]["model-counts"] == pytest.approx(np.sqrt(2) * expected, rel=0.25)
+    with pytest.raises(ValueError, match="two signal"):
+        bootstrap_auc(np.array([1, 0, 0]), {"model": np.zeros(3)})

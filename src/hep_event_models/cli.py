@@ -259,7 +259,8 @@ def cmd_evaluate(args) -> int:
         progress=not args.quiet,
     )
     print(
-        f"{args.signal} vs {', '.join(args.background)}: AUC {r['auc']:.4f} (GBDT {r['gbdt_auc']:.4f}, counts only "
+        f"{args.signal} vs {', '.join(args.background)}: AUC {r['auc']:.4f} ± {r['auc_std']:.4f} (GBDT "
+        f"{r['gbdt_auc']:.4f}; model - GBDT {r['auc_minus_gbdt']:+.4f} ± {r['auc_minus_gbdt_std']:.4f}; counts only "
         f"{r['counts_auc']:.4f}), accuracy {r['accuracy']:.4f}, rejection at 50% {r['rejection_at_50']:.1f}; "
         f"wrote {args.out}/metrics.json and roc.png"
     )

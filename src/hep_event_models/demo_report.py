@@ -74,8 +74,13 @@ def write_demo_report(out: str | Path, r: dict) -> dict:
         ],
         [
             "headline AUC, H→4ℓ vs ZZ*→4ℓ, 115 < m_4ℓ < 135 GeV (token model)",
-            _num(head["auc"]),
-            f"GBDT {_num(head['gbdt_auc'])} (on features decoded from the tokens: "
+            _num(head["auc"]) + (f" ± {_num(head['auc_std'])}" if "auc_std" in head else ""),
+            (
+                f"model − GBDT {head['auc_minus_gbdt']:+.3f} ± {head['auc_minus_gbdt_std']:.3f} (test-set bootstrap); "
+                if "auc_minus_gbdt_std" in head
+                else ""
+            )
+            + f"GBDT {_num(head['gbdt_auc'])} (on features decoded from the tokens: "
             f"{_num(head['gbdt_decoded_auc'])}), counts only {_num(head['counts_auc'])}",
         ],
         [

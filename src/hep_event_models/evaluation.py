@@ -89,6 +89,35 @@ def roc_metrics(y: np.ndarray, score: np.ndarray) -> dict:
     }
 
 
+def bootstrap_auc(y: np.ndarray, scores: dict[str, np.ndarray], n_boot: int = 200, seed: int = 0) -> dict:
+    """Statistical spread of test-set AUCs: resample signal and background events with
+    replacement (``n_boot`` times, each class keeping its size) and recompute every AUC on the
+    same resampled events, so differences between scores are paired.
+
+    Returns ``{"std": {name: std of its AUC}, "diff_std": {(a, b) name pair "a-b": std of
+    AUC_a - AUC_b}}`` for every pair with ``a`` = ``"model"`` when present.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    sig, bkg = np.nonzero(y == 1)[0], np.nonzero(y != 1)[0]
+    if len(sig) < 2 or len(bkg) < 2:
+        raise ValueError("need at least two signal and two background events to bootstrap AUCs")
+    names = list(scores)
+    aucs = np.empty((n_boot, len(names)))
+    for i in range(n_boot):
+        idx = np.concatenate([rng.choice(sig, len(sig)), rng.choice(bkg, len(bkg))])
+        for j, n in enumerate(names):
+            aucs[i, j] = roc_auc_score(y[idx], scores[n][idx])
+    out = {"std": {n: float(aucs[:, j].std(ddof=1)) for j, n in enumerate(names)}, "diff_std": {}}
+    if "model" in names:
+        m = names.index("model")
+        for j, n in enumerate(names):
+            if j != m:
+                out["diff_std"][f"model-{n}"] = float((aucs[:, m] - aucs[:, j]).std(ddof=1))
+    return out
+
+
 def _read(
     files, tok, selection, limits: dict[int, int], seed: int, progress: bool, sub_keys=(), max_length=None
 ) -> tuple[EventBatch, list[dict]]:
@@ -240,6 +269,17 @@ def evaluate_classifier(
         entry["n_background"] = int((keep & (y_test == 0)).sum())
         results["per_background"][bname] = entry
     allb = results["per_background"]["all"]
+    # the test set's statistical spread (bootstrap): a model/baseline difference smaller than
+    # its spread is not a difference
+    spread = bootstrap_auc(y_test, scores, seed=seed)
+    for k, sd in spread["std"].items():
+        allb[k]["auc_std"] = sd
+    results.update(
+        auc_std=spread["std"]["model"],
+        gbdt_auc_std=spread["std"]["gbdt"],
+        auc_minus_gbdt=allb["model"]["auc"] - allb["gbdt"]["auc"],
+        auc_minus_gbdt_std=spread["diff_std"]["model-gbdt"],
+    )
     results.update(
         auc=allb["model"]["auc"],
         accuracy=allb["model"]["accuracy"],
