@@ -204,9 +204,10 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
     held-out events."""
     import torch
 
+    from hep_event_models.config import load_object_config
     from hep_event_models.diagnostics import tokenizer_metrics
     from hep_event_models.generator import generate
-    from hep_event_models.grouped_tokenizer import load_object_tokenizer
+    from hep_event_models.grouped_tokenizer import feature_groups, load_object_tokenizer
     from hep_event_models.scan import encoding_speed, summarize
     from hep_event_models.training.event_tokenizer import fit_grouped_object_tokenizer
     from hep_event_models.training.tokenizer import fit_object_tokenizer, validation_set
@@ -229,7 +230,8 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
             out = WORK / f"tok_{obj}_{cname}"
             torch.set_num_threads(opts.tokenizer_threads)
             fit = fit_grouped_object_tokenizer if cname == "ours_groups" else fit_object_tokenizer
-            s = _reusable_fit(out, steps, opts.tokenizer_batch) if opts.tokenizer_reuse else None
+            groups = list(feature_groups(load_object_config(obj))) if cname == "ours_groups" else None
+            s = _reusable_fit(out, steps, opts.tokenizer_batch, groups) if opts.tokenizer_reuse else None
             if s is None:
                 s = fit(
                     obj,
@@ -300,13 +302,16 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
     return {"rows": rows, "steps": steps, "device": device}, md
 
 
-def _reusable_fit(out: Path, steps: int, batch_size: int) -> dict | None:
-    """The training summary of a finished fit in ``out`` with this budget (``--tokenizer-reuse``),
-    with its date as ``fitted``; ``None`` where there is none (then the tokenizer is fitted)."""
+def _reusable_fit(out: Path, steps: int, batch_size: int, groups: list[str] | None = None) -> dict | None:
+    """The training summary of a finished fit in ``out`` with this budget and these feature
+    ``groups`` (``--tokenizer-reuse``), with its date as ``fitted``; ``None`` where there is
+    none (then the tokenizer is fitted)."""
     path = out / "training_summary.json"
     if not path.exists():
         return None
     s = json.loads(path.read_text())
+    if list(s.get("groups", [])) != list(groups or []):
+        return None
     runs = list(s["groups"].values()) if "groups" in s else [s]
     if any(r.get("steps") != steps or r.get("batch_size") != batch_size for r in runs):
         return None
@@ -341,8 +346,8 @@ def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
         f"{'512' if quick else '4096'} codes × 4 levels, codebook_dim 8), `ours_fsq` = ResidualFSQ (levels "
         "[8, 8, 8, 8] = 4096 codes × 4 levels, uniformity term), `ours_groups` = feature groups (the configs' "
         "`groups:`, as `tokenizer_configs/event_groups.yaml` uses them): one tokenizer per group with the same "
-        "defaults, the kinematics group linear (4 levels), the others MLPs with 2 levels; usage is listed group "
-        "after group. `seed_baseline` = the seeds' first setup with "
+        "defaults, the kinematics group linear (4 levels), the others MLPs with the levels their config gives (2; "
+        "tracks' χ² and nDoF 1 each); usage is listed group after group. `seed_baseline` = the seeds' first setup with "
         f"the same codebooks. Targets: {TARGETS}.",
         "",
         "| object | config | tokens (bits) | fitted (steps × batch, lr) | train s | held-out objects | usage per level "
