@@ -33,6 +33,14 @@ from hep_event_models.tokenized import load_tokenized, tokenize_dataset
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 
 
+def cpu_args(output_dir, **kwargs) -> TrainingArguments:
+    """``TrainingArguments`` of these tests' small runs: CPU, no reporting, no checkpoints
+    unless a test asks for them."""
+    return TrainingArguments(
+        output_dir=str(output_dir), **{"use_cpu": True, "report_to": "none", "save_strategy": "no", **kwargs}
+    )
+
+
 @pytest.fixture(scope="module")
 def token_data(event_tokenizer_dir, samples, tmp_path_factory):
     """Tokenized hzz4l, zz4l and dy events (Parquet), one directory each split."""
@@ -165,7 +173,7 @@ def test_vocabulary_and_fingerprint_mismatch_raise(event_tokenizer, token_data, 
         pretrain(
             ModelArguments(model_name_or_path=str(tmp_path / "m")),
             DataArguments(tokenizer=_tok_dir(event_tokenizer, tmp_path), train_data=token_data["dir"]),
-            TrainingArguments(output_dir=str(tmp_path / "o"), use_cpu=True, max_steps=1, report_to="none"),
+            cpu_args(tmp_path / "o", max_steps=1),
         )
 
 
@@ -180,9 +188,8 @@ def test_short_pretraining_lowers_the_loss_and_resumes(event_tokenizer, token_da
     from hep_event_models.training.models import DataArguments, ModelArguments, pretrain
 
     out = tmp_path / "pre"
-    args = TrainingArguments(
-        output_dir=str(out),
-        use_cpu=True,
+    args = cpu_args(
+        str(out),
         max_steps=160,
         per_device_train_batch_size=32,
         learning_rate=3e-3,
@@ -190,7 +197,6 @@ def test_short_pretraining_lowers_the_loss_and_resumes(event_tokenizer, token_da
         logging_steps=20,
         save_strategy="steps",
         save_steps=80,
-        report_to="none",
         seed=0,
         dataloader_num_workers=0,
     )
@@ -251,14 +257,11 @@ def test_finetune_binary_task_from_scratch_and_frozen(event_tokenizer, token_dat
         background=["dy"],
         max_eval_samples=2000,
     )
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "ft"),
-        use_cpu=True,
+    args = cpu_args(
+        str(tmp_path / "ft"),
         max_steps=80,
         per_device_train_batch_size=32,
         learning_rate=1e-3,
-        report_to="none",
-        save_strategy="no",
         seed=0,
         logging_steps=20,
     )
@@ -298,13 +301,10 @@ def test_stock_bert_trains_on_the_tokenized_dataset(event_tokenizer, token_data,
     model = BertForMaskedLM(cfg)
     trainer = Trainer(
         model=model,
-        args=TrainingArguments(
-            output_dir=str(tmp_path / "bert"),
-            use_cpu=True,
+        args=cpu_args(
+            str(tmp_path / "bert"),
             max_steps=20,
             per_device_train_batch_size=16,
-            report_to="none",
-            save_strategy="no",
             logging_steps=5,
             learning_rate=2e-3,
         ),
@@ -363,14 +363,11 @@ def test_evaluate_with_baselines(event_tokenizer, token_data, tmp_path, capsys):
     finetune(
         ModelArguments(**SMALL),
         DataArguments(tokenizer=tokd, train_data=token_data["dir"], signal=["hzz4l"], background=["dy"]),
-        TrainingArguments(
-            output_dir=str(tmp_path / "clf"),
-            use_cpu=True,
+        cpu_args(
+            str(tmp_path / "clf"),
             max_steps=80,
-            report_to="none",
             per_device_train_batch_size=32,
             learning_rate=1e-3,
-            save_strategy="no",
             seed=0,
         ),
     )
@@ -508,13 +505,10 @@ def test_finetune_on_the_fly_from_hdf5_with_class_weights(event_tokenizer, token
         background=["dy", "zz4l"],
         class_weights=[1.0, 2.0],
     )
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "otf"),
-        use_cpu=True,
+    args = cpu_args(
+        str(tmp_path / "otf"),
         max_steps=6,
         per_device_train_batch_size=16,
-        report_to="none",
-        save_strategy="no",
         logging_steps=2,
         dataloader_num_workers=0,
     )
@@ -651,14 +645,11 @@ def test_finetune_with_code_embeddings_learns_and_pretrains(event_tokenizer, tok
     data = DataArguments(
         tokenizer=tokd, train_data=token_data["dir"], eval_data=token_data["dir"], max_eval_samples=1000
     )
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "pre"),
-        use_cpu=True,
+    args = cpu_args(
+        str(tmp_path / "pre"),
         max_steps=10,
         per_device_train_batch_size=32,
         learning_rate=1e-3,
-        report_to="none",
-        save_strategy="no",
         seed=0,
     )
     pretrain(ModelArguments(**SMALL, token_embedding="code"), data, args)
@@ -666,13 +657,11 @@ def test_finetune_with_code_embeddings_learns_and_pretrains(event_tokenizer, tok
     # fine-tune on a held-out split of the training events, keeping the best checkpoint
     data.signal, data.background = ["hzz4l"], ["dy"]
     data.eval_data, data.validation_fraction = None, 0.2
-    ft_args = TrainingArguments(
-        output_dir=str(tmp_path / "ft"),
-        use_cpu=True,
+    ft_args = cpu_args(
+        str(tmp_path / "ft"),
         max_steps=60,
         per_device_train_batch_size=32,
         learning_rate=1e-3,
-        report_to="none",
         seed=0,
         eval_strategy="steps",
         eval_steps=20,
