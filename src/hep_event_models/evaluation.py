@@ -94,8 +94,9 @@ def bootstrap_auc(y: np.ndarray, scores: dict[str, np.ndarray], n_boot: int = 20
     replacement (``n_boot`` times, each class keeping its size) and recompute every AUC on the
     same resampled events, so differences between scores are paired.
 
-    Returns ``{"std": {name: std of its AUC}, "diff_std": {(a, b) name pair "a-b": std of
-    AUC_a - AUC_b}}`` for every pair with ``a`` = ``"model"`` when present.
+    Returns ``{"std": {name: std of its AUC}, "diff_std": {"model-<name>": std of
+    AUC_model - AUC_name}}``, the differences for every other score when one is named
+    ``"model"`` (else ``diff_std`` is empty).
     """
     from sklearn.metrics import roc_auc_score
 
