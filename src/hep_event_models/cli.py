@@ -386,8 +386,9 @@ def cmd_demo(args) -> int:
                 f"  tokenizers: lowest codebook usage {usage:.0%} (of the codes reachable); m_4l (H->4l) "
                 f"per-event resolution from "
                 f"tokenization {hz['residual']['resolution'] or float('nan'):.3f} GeV",
-                f"  headline (hzz4l vs zz4l, 115<m4l<135): AUC {head['auc']:.3f} (GBDT {head['gbdt_auc']:.3f}, "
-                f"counts only {head['counts_auc']:.3f})",
+                f"  headline (hzz4l vs zz4l, 115<m4l<135): AUC {head['auc']:.3f} ± {head['auc_std']:.3f} "
+                f"(GBDT {head['gbdt_auc']:.3f}; model - GBDT {head['auc_minus_gbdt']:+.3f} ± "
+                f"{head['auc_minus_gbdt_std']:.3f}; counts only {head['counts_auc']:.3f})",
                 f"  inclusive (trained vs zz4l; tested vs zz4l, ttbar, dy): AUC {inc['auc']:.3f} "
                 f"(GBDT {inc['gbdt_auc']:.3f})",
                 f"  pretraining: {r['pretrain']['tokens_per_second']:,.0f} tokens/s",
