@@ -377,14 +377,16 @@ class EventTokenizer:
             raise ValueError(f"padding must be True, False, 'longest' or 'max_length', got {padding!r}")
         if pad_to_multiple_of and width % pad_to_multiple_of:
             width += pad_to_multiple_of - width % pad_to_multiple_of
-        longest = 1 + n_ctx + sum(codes[n][0].shape[1] * q[n] + 1 for n in names)  # every slot filled
+        # objects are packed at the front: only the batch's largest count of each collection is written
+        kept = {n: codes[n][0][:, : int(n_obj[n].max()) if B else 0] for n in names}
+        longest = 1 + n_ctx + sum(kept[n].shape[1] * q[n] + 1 for n in names)  # every slot filled
         out_ids = np.empty((B, max(width, longest)), dtype=np.int64)
         out_ids[:, 0] = self.cls_token_id
         out_ids[:, 1 : 1 + n_ctx] = ctx
         rows = np.arange(B)
         offset = np.full(B, 1 + n_ctx, dtype=np.int64)
         for n in names:
-            c = codes[n][0]
+            c = kept[n]
             if c.shape[1]:
                 starts = np.array([b.start for b in self.layout.object_blocks(n)], dtype=np.int64)
                 block = (np.maximum(c, 0) + starts).reshape(B, -1)
