@@ -14,6 +14,15 @@ from hep_event_models.grouped_tokenizer import GroupedObjectTokenizer, feature_g
 GROUP_SETTINGS = {"codebook_size": 128, "hidden_dim": 64, "decoder_hidden_dim": 128}
 
 
+def _flat_met(d) -> str:
+    """The shipped MET config without its ``groups:`` section, written to ``d``."""
+    met = yaml.safe_load((config_dir() / "met.yaml").read_text())
+    met.pop("groups")
+    path = d / "met_flat.yaml"
+    path.write_text(yaml.safe_dump(met, sort_keys=False))
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def grouped_dir(samples, tmp_path_factory) -> str:
     """An EventTokenizer with muons and jets as feature groups (met stays flat: its config
@@ -22,14 +31,11 @@ def grouped_dir(samples, tmp_path_factory) -> str:
 
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("grouped")
-    met = yaml.safe_load((config_dir() / "met.yaml").read_text())
-    met.pop("groups")
-    (d / "met.yaml").write_text(yaml.safe_dump(met, sort_keys=False))
     cfg = {
         "feature_groups": True,
         "objects": {
             "muons": str(config_dir() / "muons.yaml"),
-            "met": str(d / "met.yaml"),
+            "met": _flat_met(d),
             "jets": str(config_dir() / "jets.yaml"),
         },
         "context": [{"name": "mu", "group": "event", "bins": 50, "range": [0.0, 100.0]}],
@@ -329,15 +335,12 @@ def test_cli_fits_a_grouped_object_tokenizer_and_resumes(small_file, tmp_path, c
     assert main([*args, "--resume"]) == 0
     after = load_object_tokenizer(tmp_path / "mu").state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    flat = yaml.safe_load((config_dir() / "met.yaml").read_text())
-    flat.pop("groups")
-    (tmp_path / "met_flat.yaml").write_text(yaml.safe_dump(flat))
     with pytest.raises(ValueError, match="no feature groups"):
         main(
             [
                 "fit-tokenizer",
                 "--config",
-                str(tmp_path / "met_flat.yaml"),
+                _flat_met(tmp_path),
                 "--data",
                 small_file,
                 "--out",

@@ -425,10 +425,10 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         total = outputs[0].new_zeros(())
         parts = {}
         for t, out, tgt in zip(self.preprocessor.transforms, outputs, targets, strict=True):
-            if t.is_classified and t.kind != schema.BINARY:
-                loss = F.cross_entropy(out, tgt)
-            elif t.kind == schema.BINARY:
+            if t.kind == schema.BINARY:
                 loss = F.binary_cross_entropy_with_logits(out[:, 0], tgt.float())
+            elif t.is_classified:  # categorical, integer as classes
+                loss = F.cross_entropy(out, tgt)
             elif t.kind == schema.ANGLE and t.output_width == 1:
                 # wrap-aware: 2(1 - cos δφ) / s² ≈ (δφ / s)², the MSE of φ / s for small errors
                 loss = (2.0 * (1.0 - torch.cos((out - tgt) * ANGLE_SCALE))).mean() / ANGLE_SCALE**2
