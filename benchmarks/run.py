@@ -271,6 +271,7 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
             feats = m["features"]
             disc = {k: f["exact_match"] for k, f in feats.items() if "exact_match" in f}
             ks = {k: f["ks"] for k, f in feats.items() if "ks" in f}
+            row["lookup_expected_usage"] = _lookup_expected_usage(tok, len(real))
             row["worst_discrete"] = min(disc, key=disc.get) if disc else None
             row["worst_score"] = max(ks, key=ks.get) if ks else None
             if cname != "seed_baseline":
@@ -302,6 +303,19 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
     return {"rows": rows, "steps": steps, "device": device}, md
 
 
+def _lookup_expected_usage(tok, n: int) -> dict[str, float]:
+    """For every lookup level (``{level index: ...}``), the usage ``n`` held-out objects are
+    expected to show if they follow the training frequencies of the table's rows: each row is
+    a tuple that occurred in fitting (none can be dead), so lower usage is the sample's size."""
+    out, level = {}, 0
+    for t in getattr(tok, "groups", {"": tok}).values():
+        if getattr(t, "settings", None) is not None and t.settings.quantizer == "lookup":
+            p = t.counts.numpy() / max(1, int(t.counts.sum()))
+            out[str(level)] = float(np.mean(1.0 - (1.0 - p) ** n))
+        level += t.num_quantizers
+    return out
+
+
 def _reusable_fit(out: Path, steps: int, batch_size: int, groups: list[str] | None = None) -> dict | None:
     """The training summary of a finished fit in ``out`` with this budget and these feature
     ``groups`` (``--tokenizer-reuse``), with its date as ``fitted``; ``None`` where there is
@@ -313,6 +327,8 @@ def _reusable_fit(out: Path, steps: int, batch_size: int, groups: list[str] | No
     if list(s.get("groups", [])) != list(groups or []):
         return None
     runs = list(s["groups"].values()) if "groups" in s else [s]
+    # lookup groups are not trained: no budget to match
+    runs = [r for r in runs if r.get("model", {}).get("settings", {}).get("quantizer") != "lookup"]
     if any(r.get("steps") != steps or r.get("batch_size") != batch_size for r in runs):
         return None
     s["fitted"] = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d")
@@ -347,7 +363,9 @@ def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
         "[8, 8, 8, 8] = 4096 codes × 4 levels, uniformity term), `ours_groups` = feature groups (the configs' "
         "`groups:`, as `tokenizer_configs/event_groups.yaml` uses them): one tokenizer per group with the same "
         "defaults, the kinematics group linear (4 levels), the others MLPs with the levels their config gives (2; "
-        "tracks' χ² and nDoF 1 each); usage is listed group after group. `seed_baseline` = the seeds' first setup with "
+        "jets' track shape and tracks' χ² 1), and the all-discrete groups (jets' n_trk + QG_nTracks, tracks' nDoF) "
+        "lookup tables of the value tuples seen in fitting (`quantizer: lookup`, one exact token, no training); "
+        "usage is listed group after group. `seed_baseline` = the seeds' first setup with "
         f"the same codebooks. Targets: {TARGETS}.",
         "",
         "| object | config | tokens (bits) | fitted (steps × batch, lr) | train s | held-out objects | usage per level "
@@ -355,7 +373,11 @@ def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
         "|---|---|---|---|---:|---:|---|---:|---:|---:|---|---|",
     ]
     for r in rows:
-        usage = " / ".join(f"{u:.0%}" for u in r["usage"])
+        exp = r.get("lookup_expected_usage") or {}
+        usage = " / ".join(
+            f"{u:.0%} (lookup, {exp[str(q)]:.0%} expected)" if str(q) in exp else f"{u:.0%}"
+            for q, u in enumerate(r["usage"])
+        )
         wd = f"{r['worst_discrete']} {r['discrete_exact_min']:.4f}" if r["worst_discrete"] else "–"
         ws = f"{r['worst_score']} {r['score_ks_max']:.4f}" if r["worst_score"] else "–"
         md.append(
@@ -368,7 +390,10 @@ def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
     md += [
         "",
         "Usage is counted on the held-out objects (at most 100,000): where they number fewer than a few times "
-        "the 4096 codes (photons, taus in this mix) it is limited by the sample, not by dead codes.",
+        "the 4096 codes (photons, taus in this mix) it is limited by the sample, not by dead codes. A lookup "
+        "level's rows are the value tuples that occurred in fitting, so none is dead; its expected usage is "
+        "what the held-out sample would show if it follows the rows' training frequencies (rare tuples, e.g. "
+        "jets with 40 tracks, seldom appear among a few ten thousand held-out objects).",
         "",
         "Encoding speed on 2 threads (preprocessing + encoder + every level), measured in the same run: the "
         "fast path (exact FAISS search for ResidualVQ, the fused rounding for ResidualFSQ; both tested to give "

@@ -10,6 +10,7 @@ import yaml
 from conftest import tiny_model_config
 from hep_event_models.config import ObjectConfig, config_dir, load_object_config
 from hep_event_models.grouped_tokenizer import GroupedObjectTokenizer, feature_groups, load_object_tokenizer
+from hep_event_models.lookup_tokenizer import LookupTokenizer
 
 GROUP_SETTINGS = {"codebook_size": 128, "hidden_dim": 64, "decoder_hidden_dim": 128}
 
@@ -68,8 +69,11 @@ def test_shipped_configs_define_groups_covering_every_feature():
         assert groups["kinematics"].extra["tokenizer"] == {"num_layers": 0, "decoder_layers": 0}, name
         assert all("num_layers" not in g.extra["tokenizer"] for n, g in groups.items() if n != "kinematics")
     jets = feature_groups(load_object_config("jets"))
-    assert list(jets) == ["kinematics", "substructure", "btag"]
+    assert list(jets) == ["kinematics", "counts", "shape", "btag"]
     assert jets["btag"].extra["tokenizer"]["num_quantizers"] == 2
+    # the all-discrete groups are lookup tables (exact tokens)
+    assert jets["counts"].extra["tokenizer"] == {"quantizer": "lookup"}
+    assert feature_groups(load_object_config("tracks"))["hits"].extra["tokenizer"] == {"quantizer": "lookup"}
     met = feature_groups(load_object_config("met"))
     assert list(met) == ["kinematics"] and met["kinematics"].feature_names == ["pt", "phi", "sumet"]
 
@@ -98,11 +102,15 @@ def test_grouped_event_tokenizer_layout_and_tokens(grouped_dir):
     tok = EventTokenizer.from_pretrained(grouped_dir)
     jets = tok.object_tokenizers["jets"]
     assert isinstance(jets, GroupedObjectTokenizer)
-    assert jets.group_levels == {"kinematics": 4, "substructure": 2, "btag": 2}
+    assert jets.group_levels == {"kinematics": 4, "counts": 1, "shape": 1, "btag": 2}
     assert tok.num_quantizers == {"muons": 6, "met": 4, "jets": 8}
     assert not isinstance(tok.object_tokenizers["met"], GroupedObjectTokenizer)
-    # every (object, group, level) owns a block: 6 + 4 + 8 blocks of 128 codes + 50 context bins
-    assert tok.vocab_size == 16 + 50 + 18 * 128
+    # the counts group is a lookup table of the (n_trk, QG_nTracks) pairs, at most 128 rows here
+    counts = jets.groups["counts"]
+    assert isinstance(counts, LookupTokenizer) and 50 < counts.codebook_sizes[0] <= 128
+    # every (object, group, level) owns a block: 6 + 4 + 7 blocks of 128 codes, the counts
+    # table and 50 context bins
+    assert tok.vocab_size == 16 + 50 + 17 * 128 + counts.codebook_sizes[0]
     b = tok.layout.object_blocks("jets")[6]
     assert tok.convert_ids_to_tokens(b.start + 5) == "jets_btag_q0_5"
     assert tok.convert_tokens_to_ids("muons_id_iso_q1_3") == tok.layout.object_blocks("muons")[5].start + 3
@@ -117,6 +125,9 @@ def test_grouped_tokenizer_round_trip_and_save_load(grouped_dir, samples, tmp_pa
     tok.save_pretrained(tmp_path / "again")
     tok2 = EventTokenizer.from_pretrained(tmp_path / "again")
     assert tok2.fingerprint == tok.fingerprint
+    card = (tmp_path / "again" / "README.md").read_text()
+    rows = tok.object_tokenizers["jets"].groups["counts"].codebook_sizes[0]
+    assert f"counts 1 lookup level × {rows} rows, shape 1 levels × 128 codes" in card
     np.testing.assert_array_equal(tok2(events, padding=True, return_tensors="np")["input_ids"], enc["input_ids"])
     # each muon is 6 consecutive tokens of type 5: kinematics q0..q3 then id_iso q0..q1
     mu = events.collections["muons"]
@@ -135,6 +146,17 @@ def test_grouped_tokenizer_round_trip_and_save_load(grouped_dir, samples, tmp_pa
     assert np.mean(dec[:, charge] == orig[:, charge]) > 0.99  # discrete: exact
     rel_pt = np.median(np.abs(dec[:, 0] / orig[:, 0] - 1))
     assert rel_pt < 0.1, rel_pt
+    # jets' counts come back from the lookup table: exact wherever the pair is one of its rows
+    jets, bj = events.collections["jets"], back.collections["jets"]
+    cols = [jets.features.index(n) for n in ("n_trk", "QG_nTracks")]
+    pt = np.where(jets.mask, jets.values[..., 0], -np.inf)
+    order = np.argsort(-pt, axis=1, kind="stable")
+    rows = np.arange(len(order))[:, None]
+    orig = np.take_along_axis(jets.values, order[..., None], axis=1)[jets.mask[rows, order]][:, cols]
+    table = tok.object_tokenizers["jets"].groups["counts"].table.numpy()
+    known = (orig[:, None, :] == table[None]).all(-1).any(-1)
+    assert known.mean() > 0.95
+    np.testing.assert_array_equal(bj.values[bj.mask][:, cols][known], orig[known])
 
 
 def test_grouped_object_tokenizer_alone(grouped_dir, samples):
@@ -363,8 +385,8 @@ def test_code_embeddings_with_feature_groups(grouped_dir, samples, tmp_path):
     tok = EventTokenizer.from_pretrained(grouped_dir)
     spaces = tok.code_spaces()
     # muons: kinematics (4 levels) and id_iso (2); met: one space (4); jets: kinematics (4),
-    # substructure (2) and btag (2)
-    assert spaces == [0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 5, 5]
+    # counts (1, a lookup table), shape (1) and btag (2)
+    assert spaces == [0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 5, 6, 6]
     table = tok.code_vectors()
     jets = tok.object_tokenizers["jets"]
     events = next(iter(tok.reader(samples["ttbar"], chunk_size=64)))

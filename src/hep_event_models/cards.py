@@ -30,10 +30,11 @@ def event_tokenizer_card(tok, repo_id: str | None = None, revision: str | None =
                 f"{g}: " + ", ".join(f"{f.name} ({f.kind})" for f in sub.object_config.features)
                 for g, sub in t.groups.items()
             )
-            cb = (
-                "feature groups "
-                + ", ".join(f"{g} {q}" for g, q in t.group_levels.items())
-                + f" levels × {sizes[0]} codes"
+            cb = "feature groups " + ", ".join(
+                f"{g} 1 lookup level × {sub.codebook_sizes[0]} rows"
+                if sub.settings.quantizer == "lookup"
+                else f"{g} {sub.num_quantizers} levels × {sub.codebook_sizes[0]} codes"
+                for g, sub in t.groups.items()
             )
         rows.append(f"| {name} | {feats} | {cb}, dim {t.settings.codebook_dim} | {schema.TYPE_IDS[name]} |")
     diags = tok.metadata.get("diagnostics") or {}

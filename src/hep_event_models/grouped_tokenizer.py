@@ -4,14 +4,15 @@ An object config may split its features into groups (``tokenizer_configs/jets.ya
 
     groups:
       kinematics: {features: [pt, eta, phi, mass]}
-      substructure: {features: [n_trk, QG_nTracks, QG_tracksWidth, QG_tracksC1], tokenizer: {num_quantizers: 2}}
+      counts: {features: [n_trk, QG_nTracks], tokenizer: {quantizer: lookup}}
+      shape: {features: [QG_tracksWidth, QG_tracksC1], tokenizer: {num_quantizers: 1}}
       btag: {features: [DL1d_pb, DL1d_pc, DL1d_pu, GN2_pb, GN2_pc, GN2_pu], tokenizer: {num_quantizers: 2}}
 
 Every feature belongs to exactly one group. Each group gets its own ``ObjectTokenizer``
 (its own preprocessing, encoder, codebooks and decoder) over its features, with the
 object's ``tokenizer:`` settings updated by the group's. A ``GroupedObjectTokenizer``
 bundles them and looks like one ``ObjectTokenizer`` to the ``EventTokenizer``: an object's
-tokens are the groups' level tokens in group order (kinematics q0..q3, substructure q0..q1,
+tokens are the groups' level tokens in group order (kinematics q0..q3, counts q0, shape q0,
 btag q0..q1: 8 sub-tokens per jet), each (group, level) pair owns its own id block, and
 ``decode`` merges the groups' features back into the config's feature order.
 
@@ -20,7 +21,8 @@ groups share the bits differently: the kinematics tokenizer spends its whole Q �
 pT, η, φ (and mass) instead of sharing them with flags and scores.
 
 Saved as ``groups.json`` plus one ``ObjectTokenizer`` directory per group;
-``load_object_tokenizer(dir)`` loads either kind.
+``load_object_tokenizer(dir)`` loads either kind. A group of discrete features only may be a
+``LookupTokenizer`` (``tokenizer: {quantizer: lookup}``: one exact token per value tuple).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import torch
 from torch import nn
 
 from .config import ObjectConfig
+from .lookup_tokenizer import LOOKUP, LookupTokenizer
 from .object_tokenizer import ObjectTokenizer
 
 GROUPS_FILE = "groups.json"
@@ -241,18 +244,30 @@ class GroupedObjectTokenizer(nn.Module):
                 f"(this package reads {GROUPED_FORMAT_VERSION})"
             )
         cfg = ObjectConfig.from_dict(m["object_config"], origin=str(f))
-        return cls(cfg, {n: ObjectTokenizer.from_pretrained(path / n) for n in m["groups"]})
+        return cls(cfg, {n: load_single_tokenizer(path / n) for n in m["groups"]})
 
 
 def is_grouped_dir(path: str | Path) -> bool:
     return (Path(path) / GROUPS_FILE).exists()
 
 
-def load_object_tokenizer(path: str | Path) -> ObjectTokenizer | GroupedObjectTokenizer:
-    """An ``ObjectTokenizer`` or a ``GroupedObjectTokenizer`` from its directory."""
-    return (
-        GroupedObjectTokenizer.from_pretrained(path) if is_grouped_dir(path) else ObjectTokenizer.from_pretrained(path)
-    )
+def load_single_tokenizer(path: str | Path) -> ObjectTokenizer | LookupTokenizer:
+    """An ``ObjectTokenizer`` or, where its ``config.json`` says ``quantizer: lookup``, a
+    ``LookupTokenizer`` from its directory."""
+    f = Path(path) / "config.json"
+    quantizer = json.loads(f.read_text()).get("settings", {}).get("quantizer") if f.exists() else None
+    return (LookupTokenizer if quantizer == LOOKUP else ObjectTokenizer).from_pretrained(path)
 
 
-__all__ = ["GroupedObjectTokenizer", "feature_groups", "is_grouped_dir", "load_object_tokenizer"]
+def load_object_tokenizer(path: str | Path) -> ObjectTokenizer | LookupTokenizer | GroupedObjectTokenizer:
+    """An ``ObjectTokenizer``, ``LookupTokenizer`` or ``GroupedObjectTokenizer`` from its directory."""
+    return GroupedObjectTokenizer.from_pretrained(path) if is_grouped_dir(path) else load_single_tokenizer(path)
+
+
+__all__ = [
+    "GroupedObjectTokenizer",
+    "feature_groups",
+    "is_grouped_dir",
+    "load_object_tokenizer",
+    "load_single_tokenizer",
+]

@@ -95,7 +95,9 @@ class ObjectTokenizerSettings:
             jet feature: 12%, 0.10, 0.08); a linear map cannot pack many features into
             ``codebook_dim`` axes.
         latent_dim: encoder output width (``None``: equal to ``codebook_dim``, no projection).
-        quantizer: ``"rvq"`` (ResidualVQ) or ``"rfsq"`` (ResidualFSQ).
+        quantizer: ``"rvq"`` (ResidualVQ), ``"rfsq"`` (ResidualFSQ), or ``"lookup"`` for a group
+            of discrete features only: one exact token per distinct value tuple
+            (``LookupTokenizer``; fitted by ``fit_object_tokenizer`` without training).
         codebook_size: codes per level, an int or one per level.
         codebook_dim: dimension the codes live in.
         num_quantizers: residual levels Q (tokens per object).
@@ -133,6 +135,8 @@ class ObjectTokenizerSettings:
             values: a count is ordered, so one latent direction carries it. Jets' substructure
             group (n_trk, QG_nTracks, two continuous; 2 levels, MLP, 300 steps): n_trk 99.7%
             exact against 97% as classes. ``False``: a cross-entropy head per integer.
+        lookup_min_count: ``"lookup"`` only: value tuples seen fewer times in the training
+            events get no code of their own (they encode to the nearest tuple that has one).
         uniformity_weight: ``"rfsq"`` only: weight of the sliced Wasserstein distance
             between the latent and the uniform cube (``_uniformity_loss``), which spreads the
             latent over the first level's grid (its usage) at some cost in resolution.
@@ -168,6 +172,7 @@ class ObjectTokenizerSettings:
     linear_angles: bool = False
     uniformity_weight: float = 0.0
     regress_integers: bool = True
+    lookup_min_count: int = 1
 
     @classmethod
     def from_dict(cls, d: dict | None) -> ObjectTokenizerSettings:
@@ -179,8 +184,8 @@ class ObjectTokenizerSettings:
         s = cls(**d)
         if s.encoder not in ("mlp", "transformer"):
             raise ValueError(f"encoder must be 'mlp' or 'transformer', got {s.encoder!r}")
-        if s.quantizer not in ("rvq", "rfsq"):
-            raise ValueError(f"quantizer must be 'rvq' or 'rfsq', got {s.quantizer!r}")
+        if s.quantizer not in ("rvq", "rfsq", "lookup"):
+            raise ValueError(f"quantizer must be 'rvq', 'rfsq' or 'lookup', got {s.quantizer!r}")
         if s.loss not in ("by_kind", "l1"):
             raise ValueError(f"loss must be 'by_kind' or 'l1', got {s.loss!r}")
         if s.loss_weighting not in ("goal", "uniform"):
@@ -274,6 +279,8 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         self.preprocessor = ObjectPreprocessor.from_dict(preprocessing, self.object_config)
         self.settings = ObjectTokenizerSettings.from_dict(settings)
         s = self.settings
+        if s.quantizer == "lookup":
+            raise ValueError("quantizer 'lookup' makes a LookupTokenizer (lookup_tokenizer), not an ObjectTokenizer")
         d_in = self.preprocessor.input_width
         d_lat = s.latent_dim or (len(s.fsq_levels) if s.quantizer == "rfsq" else s.codebook_dim)
         if s.encoder == "mlp":

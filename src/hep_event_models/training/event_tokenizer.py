@@ -20,11 +20,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..event_tokenizer import EventTokenizer, load_event_config
-from ..grouped_tokenizer import GROUPS_FILE, GroupedObjectTokenizer, load_object_tokenizer
+from ..grouped_tokenizer import GROUPS_FILE, GroupedObjectTokenizer, load_object_tokenizer, load_single_tokenizer
 from ..grouped_tokenizer import feature_groups as _object_groups
 from ..io.reader import EventReader, expand_files
 from ..layout import ContextSpec
-from ..object_tokenizer import ObjectTokenizer
 from .tokenizer import fit_object_tokenizer, held_out, validation_set
 
 FITS_DIR = "fits"
@@ -109,7 +108,7 @@ def fit_grouped_object_tokenizer(config, data, out_dir: str | Path, resume: bool
             summaries[gname] = json.loads((d / "training_summary.json").read_text())
         else:
             summaries[gname] = fit_object_tokenizer(gcfg, data, d, resume=resume, **kwargs)
-    tok = GroupedObjectTokenizer(cfg, {g: ObjectTokenizer.from_pretrained(out / g) for g in groups})
+    tok = GroupedObjectTokenizer(cfg, {g: load_single_tokenizer(out / g) for g in groups})
     tok.save_pretrained(out)
     summary = {
         "object": cfg.object,

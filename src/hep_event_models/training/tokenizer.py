@@ -12,7 +12,9 @@
    ``checkpoint_every`` steps; ``resume=True`` continues from the last one. After resuming
    the data stream restarts with a new deterministic order (seeded by the step), so a
    resumed run is reproducible but not bit-identical to an uninterrupted one.
-5. The final tokenizer is written with ``save_pretrained`` into a temporary directory and
+5. A ``quantizer: lookup`` group (discrete features only) is not trained: one streaming pass
+   collects its value tuples (``fit_lookup_tokenizer``, ``LookupTokenizer``).
+6. The final tokenizer is written with ``save_pretrained`` into a temporary directory and
    moved into place, so ``out_dir`` never holds a half-written tokenizer.
 """
 
@@ -32,6 +34,7 @@ from tqdm.auto import tqdm
 
 from ..config import ObjectConfig, load_object_config
 from ..io.reader import EventReader
+from ..lookup_tokenizer import LookupTokenizer, check_discrete, collect_tuples, table_from_counts
 from ..object_tokenizer import ObjectTokenizer, ObjectTokenizerSettings
 from ..preprocessing import ObjectPreprocessor
 
@@ -183,6 +186,69 @@ def evaluate_tokenizer(model: ObjectTokenizer, values: np.ndarray, mask: np.ndar
     return {"val_loss": float(res["loss"]), "val_feature_losses": res["feature_losses"], "val_usage": usage}
 
 
+def fit_lookup_tokenizer(
+    cfg: ObjectConfig,
+    data,
+    out_dir: str | Path,
+    settings: dict,
+    val_every: int = 20,
+    max_events: int | None = None,
+    progress: bool = True,
+    seed: int = 0,
+    chunk_size: int = 50_000,
+) -> dict:
+    """Fit a ``LookupTokenizer`` (``quantizer: lookup``): one streaming pass over the training
+    events fits the preprocessing and counts the distinct value tuples; the table keeps those
+    seen ``lookup_min_count`` times. No training steps. Saves to ``out_dir`` and returns the
+    summary written to ``out_dir/training_summary.json`` (``steps`` 0; ``final`` holds the
+    held-out usage and the fraction of held-out objects whose tuple is in the table).
+    """
+    check_discrete(cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    parsed = ObjectTokenizerSettings.from_dict(settings)
+    pre = ObjectPreprocessor(cfg, seed=seed, regress_integers=parsed.regress_integers)
+    counts: dict[tuple, int] = {}
+    reader = EventReader(data, selection=[cfg], scalars=(), chunk_size=chunk_size, max_events=max_events)
+    for b in reader.progress(f"fit {cfg.object} lookup table", progress):
+        c = b.collections[cfg.object]
+        keep = c.mask & ~held_out(b.event_index, val_every)[:, None]
+        if keep.any():
+            pre.partial_fit(c.values[keep])
+            collect_tuples(c.values[keep], counts)
+    pre.finalize()
+    where = f"{cfg.object} lookup group {cfg.feature_names}"
+    table, row_counts = table_from_counts(counts, parsed.lookup_min_count, max(parsed.codebook_sizes), where)
+    tok = LookupTokenizer.from_table(cfg, pre, table, settings, row_counts)
+    val_values, val_mask = validation_set(cfg, data, val_every)
+    real = val_values[val_mask]
+    codes = tok.encode(real)[:, 0]
+    final = {
+        "val_usage": [len(np.unique(codes)) / len(table)] if len(real) else [0.0],
+        "val_in_table": float(np.mean(tok._lookup().find(real.astype(np.float64)) >= 0)) if len(real) else 1.0,
+        "distinct_tuples": len(counts),
+        "table_rows": len(table),
+    }
+    tmp = out / ".final.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok.save_pretrained(tmp)
+    for f in tmp.iterdir():
+        f.replace(out / f.name)
+    tmp.rmdir()
+    summary = {
+        "object": cfg.object,
+        "steps": 0,
+        "batch_size": 0,
+        "seconds": time.perf_counter() - t0,
+        "device": "cpu",
+        "final": final,
+        "model": tok.describe(),
+    }
+    (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
 def fit_object_tokenizer(
     config: str | Path | ObjectConfig,
     data,
@@ -205,7 +271,9 @@ def fit_object_tokenizer(
 ) -> dict:
     """Fit preprocessing and train one object tokenizer; save it to ``out_dir``.
 
-    ``settings`` override the config's ``tokenizer:`` section (``ObjectTokenizerSettings``).
+    ``settings`` override the config's ``tokenizer:`` section (``ObjectTokenizerSettings``),
+    except a config's ``quantizer: lookup`` (a group of discrete features stays a lookup table;
+    ``codebook_size`` then caps its rows).
     The learning rate warms up over ``warmup_steps`` and then follows a cosine down to
     ``min_lr_ratio × lr`` (resolution keeps improving while it falls: on muons a floor of
     0.001 instead of 0.1 and a peak of 3e-3 instead of 1e-3 halved the η/φ/pT resolution
@@ -234,8 +302,15 @@ def fit_object_tokenizer(
         # a fresh run: no stale log or checkpoint from an earlier run in the same directory
         (out / "train_log.jsonl").unlink(missing_ok=True)
         shutil.rmtree(ckpt, ignore_errors=True)
-        s = {**dict(cfg.extra.get("tokenizer", {}) or {}), **dict(settings or {})}
+        own = dict(cfg.extra.get("tokenizer", {}) or {})
+        s = {**own, **dict(settings or {})}
+        if own.get("quantizer") == "lookup":  # a lookup group stays one whatever the run's quantizer
+            s["quantizer"] = "lookup"
         parsed = ObjectTokenizerSettings.from_dict(s)  # fail early on a bad setting
+        if parsed.quantizer == "lookup":
+            return fit_lookup_tokenizer(
+                cfg, data, out, s, val_every=val_every, max_events=preprocess_max_events, progress=progress, seed=seed
+            )
         pre = fit_preprocessor(
             cfg,
             data,
