@@ -271,7 +271,7 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
             feats = m["features"]
             disc = {k: f["exact_match"] for k, f in feats.items() if "exact_match" in f}
             ks = {k: f["ks"] for k, f in feats.items() if "ks" in f}
-            row["lookup_expected_usage"] = _lookup_expected_usage(tok, len(real))
+            row.update(_training_usage(tok, files, len(real)))
             row["worst_discrete"] = min(disc, key=disc.get) if disc else None
             row["worst_score"] = max(ks, key=ks.get) if ks else None
             if cname != "seed_baseline":
@@ -303,17 +303,28 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
     return {"rows": rows, "steps": steps, "device": device}, md
 
 
-def _lookup_expected_usage(tok, n: int) -> dict[str, float]:
-    """For every lookup level (``{level index: ...}``), the usage ``n`` held-out objects are
-    expected to show if they follow the training frequencies of the table's rows: each row is
-    a tuple that occurred in fitting (none can be dead), so lower usage is the sample's size."""
-    out, level = {}, 0
-    for t in getattr(tok, "groups", {"": tok}).values():
-        if getattr(t, "settings", None) is not None and t.settings.quantizer == "lookup":
-            p = t.counts.numpy() / max(1, int(t.counts.sum()))
-            out[str(level)] = float(np.mean(1.0 - (1.0 - p) ** n))
-        level += t.num_quantizers
-    return out
+def _training_usage(tok, files: list[str], n_held_out: int) -> dict:
+    """Per level, from the codes of every training object (the events not held out): the
+    fraction of codes used (``train_usage``; a code unused there is dead) and the usage
+    ``n_held_out`` objects are expected to show if they follow the training frequencies
+    (``expected_usage``). Held-out usage well below the expectation means codes the model
+    uses in training but the held-out data does not reach; near it, the sample's size."""
+    from hep_event_models.io.reader import EventReader
+    from hep_event_models.training.tokenizer import held_out
+
+    counts = [np.zeros(k, dtype=np.int64) for k in tok.codebook_sizes]
+    for b in EventReader(files, selection=[tok.object_config], scalars=(), chunk_size=50_000):
+        c = b.collections[tok.object]
+        keep = c.mask & ~held_out(b.event_index, 20)[:, None]
+        if keep.any():
+            codes = tok.encode(c.values[keep])
+            for q, cnt in enumerate(counts):
+                cnt += np.bincount(codes[:, q], minlength=len(cnt))
+    p = [c / max(1, int(c.sum())) for c in counts]
+    return {
+        "train_usage": [float((c > 0).mean()) for c in counts],
+        "expected_usage": [float(np.mean(1.0 - (1.0 - pq) ** n_held_out)) for pq in p],
+    }
 
 
 def _reusable_fit(out: Path, steps: int, batch_size: int, groups: list[str] | None = None) -> dict | None:
@@ -369,31 +380,34 @@ def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
         f"the same codebooks. Targets: {TARGETS}.",
         "",
         "| object | config | tokens (bits) | fitted (steps × batch, lr) | train s | held-out objects | usage per level "
-        "| pT res (rel) | η res | φ res | worst discrete exact | worst score KS |",
-        "|---|---|---|---|---:|---:|---|---:|---:|---:|---|---|",
+        "(expected) | dead in training (worst level) | pT res (rel) | η res | φ res | worst discrete exact "
+        "| worst score KS |",
+        "|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
-        exp = r.get("lookup_expected_usage") or {}
-        usage = " / ".join(
-            f"{u:.0%} (lookup, {exp[str(q)]:.0%} expected)" if str(q) in exp else f"{u:.0%}"
-            for q, u in enumerate(r["usage"])
+        exp = r.get("expected_usage")
+        usage = " / ".join(f"{u:.0%}" for u in r["usage"]) + (
+            " (" + " / ".join(f"{e:.0%}" for e in exp) + ")" if exp else ""
         )
+        train = f"{1 - min(r['train_usage']):.1%}" if r.get("train_usage") else "–"
         wd = f"{r['worst_discrete']} {r['discrete_exact_min']:.4f}" if r["worst_discrete"] else "–"
         ws = f"{r['worst_score']} {r['score_ks_max']:.4f}" if r["worst_score"] else "–"
         md.append(
             f"| {r['object']} | {r['config']} | {r['tokens_per_object']} ({r['bits_per_object']:.0f}) "
             f"| {r['fitted']} ({r['steps']} × {r['batch_size']}, {r['lr']:g}) | {r['train_seconds']:.0f} "
-            f"| {f(r.get('n_val_objects'), ',')} | {usage} "
+            f"| {f(r.get('n_val_objects'), ',')} | {usage} | {train} "
             f"| {f(r.get('pt_resolution'), '.4f')} | {f(r.get('eta_resolution'), '.4f')} "
             f"| {f(r.get('phi_resolution'), '.4f')} | {wd} | {ws} |"
         )
     md += [
         "",
         "Usage is counted on the held-out objects (at most 100,000): where they number fewer than a few times "
-        "the 4096 codes (photons, taus in this mix) it is limited by the sample, not by dead codes. A lookup "
-        "level's rows are the value tuples that occurred in fitting, so none is dead; its expected usage is "
-        "what the held-out sample would show if it follows the rows' training frequencies (rare tuples, e.g. "
-        "jets with 40 tracks, seldom appear among a few ten thousand held-out objects).",
+        "the 4096 codes (photons, taus in this mix) it is limited by the sample, not by dead codes. In brackets "
+        "(rows measured since 2026-11-29), the usage the held-out sample is expected to show if it follows the "
+        "codes' frequencies over all training objects, and the fraction of a level's codes no training object "
+        "uses (dead codes, worst level): a held-out usage near its expectation with no dead codes is a healthy "
+        "codebook whose rare codes the sample is too small to reach (e.g. jets with 40 tracks in a lookup "
+        "level, whose rows are the value tuples that occurred in fitting).",
         "",
         "Encoding speed on 2 threads (preprocessing + encoder + every level), measured in the same run: the "
         "fast path (exact FAISS search for ResidualVQ, the fused rounding for ResidualFSQ; both tested to give "
