@@ -220,6 +220,14 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
         if not path.exists():
             generate(proc, n_per, path, seed=50 + i, progress=False)
         files.append(str(path))
+    # held-out events for the metrics: generated independently (other seeds), so that rarer
+    # object types bring enough objects to measure the usage of 4096-code levels
+    held = []
+    for i, proc in enumerate(("hzz4l", "zz4l", "ttbar", "dy")):
+        path = WORK / f"heldout_{proc}_{n_per}.h5"
+        if not path.exists():
+            generate(proc, n_per, path, seed=150 + i, progress=False)
+        held.append(str(path))
     steps = 60 if quick else opts.tokenizer_steps
     base = {"codebook_size": 512} if quick else {}
     configs = opts.tokenizer_configs.split(",")
@@ -248,7 +256,7 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
                     seed=0,
                 )
             tok = load_object_tokenizer(out)
-            values, mask = validation_set(tok.object_config, files, 20, max_objects=100_000)
+            values, mask = validation_set(tok.object_config, held, 1, max_objects=HELD_OUT_OBJECTS)
             real = values[mask]
             m = tokenizer_metrics(tok, real)
             row = {
@@ -301,6 +309,9 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
         rows.sort(key=lambda r: order[r["object"]])
     md = tokenizer_markdown(rows, quick, n_per)
     return {"rows": rows, "steps": steps, "device": device}, md
+
+
+HELD_OUT_OBJECTS = 200_000  # per object type, from the independently generated held-out events
 
 
 def _training_usage(tok, files: list[str], n_held_out: int) -> dict:
@@ -367,8 +378,11 @@ def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
         return "–" if v is None else format(v, spec)
 
     md = [
-        f"{n_per:,} events per process (hzz4l, zz4l, ttbar, dy), every 20th event held out for these "
-        "metrics; the budget (steps × batch, peak learning rate, cosine decay) is given per row. "
+        f"{n_per:,} events per process (hzz4l, zz4l, ttbar, dy), every 20th event held out (never used for "
+        "fitting); metrics on held-out objects: rows measured on 2026-11-29 or later (the `ours_groups` rows) "
+        f"on up to {HELD_OUT_OBJECTS:,} objects of independently generated events ({n_per:,} per process, "
+        "other seeds), earlier rows on the held-out 20th events; the budget (steps × batch, peak learning rate, cosine decay) "
+        "is given per row. "
         "Configurations: `ours` = the shipped defaults (ResidualVQ, "
         f"{'512' if quick else '4096'} codes × 4 levels, codebook_dim 8), `ours_fsq` = ResidualFSQ (levels "
         "[8, 8, 8, 8] = 4096 codes × 4 levels, uniformity term), `ours_groups` = feature groups (the configs' "
@@ -401,9 +415,9 @@ def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
         )
     md += [
         "",
-        "Usage is counted on the held-out objects (at most 100,000): where they number fewer than a few times "
-        "the 4096 codes (photons, taus in this mix) it is limited by the sample, not by dead codes. In brackets "
-        "(rows measured since 2026-11-29), the usage the held-out sample is expected to show if it follows the "
+        "Usage is counted on the held-out objects: where they number fewer than a few times "
+        "the 4096 codes (photons in this mix) it is limited by the sample, not by dead codes. In brackets "
+        "(rows measured on 2026-11-29 or later), the usage the held-out sample is expected to show if it follows the "
         "codes' frequencies over all training objects, and the fraction of a level's codes no training object "
         "uses (dead codes, worst level): a held-out usage near its expectation with no dead codes is a healthy "
         "codebook whose rare codes the sample is too small to reach (e.g. jets with 40 tracks in a lookup "

@@ -63,6 +63,8 @@ def test_lookup_table_is_the_training_tuples_and_round_trips_exactly(counts_dir,
     held = _objects(cfg, samples["ttbar"], train=False)
     seen = (held[:, None, :] == distinct[None]).all(-1).any(-1)
     assert seen.mean() > 0.99
+    np.testing.assert_array_equal(tok.contains(held), seen)
+    assert summary["final"]["val_in_table"] == pytest.approx(seen.mean())
     np.testing.assert_array_equal(tok.decode(tok.encode(held[seen])), held[seen])
 
 

@@ -221,6 +221,11 @@ class LookupTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         out[mask, 0] = codes
         return out
 
+    def contains(self, values: np.ndarray) -> np.ndarray:
+        """Whether each object's tuple (rows of physical ``(N, F)``) is a row of the table, i.e.
+        encodes exactly."""
+        return self._lookup().find(np.asarray(values, dtype=np.float64)) >= 0
+
     def _nearest(self, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """Row of the table nearest to each row of ``x`` in model space (lowest code on ties)."""
         vec = self.code_vectors()[0].astype(np.float64)

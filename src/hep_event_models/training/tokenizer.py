@@ -226,7 +226,7 @@ def fit_lookup_tokenizer(
     codes = tok.encode(real)[:, 0]
     final = {
         "val_usage": [len(np.unique(codes)) / len(table)] if len(real) else [0.0],
-        "val_in_table": float(np.mean(tok._lookup().find(real.astype(np.float64)) >= 0)) if len(real) else 1.0,
+        "val_in_table": float(np.mean(tok.contains(real))) if len(real) else 1.0,
         "distinct_tuples": len(counts),
         "table_rows": len(table),
     }
