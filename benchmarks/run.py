@@ -381,8 +381,8 @@ def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
         f"{n_per:,} events per process (hzz4l, zz4l, ttbar, dy), every 20th event held out (never used for "
         "fitting); metrics on held-out objects: rows measured on 2026-11-29 or later (the `ours_groups` rows) "
         f"on up to {HELD_OUT_OBJECTS:,} objects of independently generated events ({n_per:,} per process, "
-        "other seeds), earlier rows on the held-out 20th events; the budget (steps × batch, peak learning rate, cosine decay) "
-        "is given per row. "
+        "other seeds), earlier rows on the held-out 20th events; the budget (steps × batch, peak learning rate, "
+        "cosine decay) is given per row. "
         "Configurations: `ours` = the shipped defaults (ResidualVQ, "
         f"{'512' if quick else '4096'} codes × 4 levels, codebook_dim 8), `ours_fsq` = ResidualFSQ (levels "
         "[8, 8, 8, 8] = 4096 codes × 4 levels, uniformity term), `ours_groups` = feature groups (the configs' "
@@ -468,24 +468,34 @@ _TOKENIZE_CHILD = textwrap.dedent(
 )
 
 
-def _run_measuring_rss(cmd: list[str]) -> tuple[str, float]:
-    """Run ``cmd``; return its stdout and the peak summed RSS (MiB) of its process tree."""
+def _fmt(v, spec: str) -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def _run_measuring_rss(cmd: list[str]) -> tuple[str, float, float | None]:
+    """Run ``cmd``; return its stdout and the peaks (MiB) of its process tree's summed RSS and
+    summed PSS. Summed RSS counts pages the processes share (the Python and torch libraries
+    every spawned worker maps) once per process; PSS splits each shared page between its
+    sharers, so summed PSS is the tree's real footprint (``None`` where the OS has no PSS)."""
     import psutil
 
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)
-    peak = 0.0
+    peak, peak_pss = 0.0, None
     while proc.poll() is None:
         try:
-            tree = [ps, *ps.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()) / 2**20)
+            tree = [p for p in (ps, *ps.children(recursive=True)) if p.is_running()]
+            peak = max(peak, sum(p.memory_info().rss for p in tree) / 2**20)
+            pss = sum(getattr(p.memory_full_info(), "pss", float("nan")) for p in tree) / 2**20
+            if pss == pss:  # not NaN
+                peak_pss = max(peak_pss or 0.0, pss)
         except psutil.Error:
             pass
         time.sleep(0.2)
     out, err = proc.communicate()
     if proc.returncode:
         raise RuntimeError(f"{cmd[:3]} failed:\n{err[-3000:]}")
-    return out, peak
+    return out, peak, peak_pss
 
 
 def _bench_event_tokenizer(path: Path, data: str) -> None:
@@ -535,7 +545,7 @@ def bench_tokenize(quick: bool, opts=None) -> tuple[dict, str]:
     plan = [(n, p) for n in sizes for p in dict.fromkeys((1, cores))]
     for n, nproc in plan:
         rows_per_shard = max(n // (2 * nproc), 1)  # at least two shards per process
-        out, peak = _run_measuring_rss(
+        out, peak, peak_pss = _run_measuring_rss(
             [
                 sys.executable,
                 "-c",
@@ -548,7 +558,7 @@ def bench_tokenize(quick: bool, opts=None) -> tuple[dict, str]:
             ]
         )
         r = json.loads(out.strip().splitlines()[-1])
-        r.update(n_input=n, num_proc=nproc, peak_rss_mib=peak)
+        r.update(n_input=n, num_proc=nproc, peak_rss_mib=peak, peak_pss_mib=peak_pss)
         r["events_per_s_per_process"] = r["events_per_s"] / nproc
         r["bytes_per_event"] = sum(f.stat().st_size for f in (WORK / f"tokenized_{n}_{nproc}").glob("*.parquet")) / max(
             r["events"], 1
@@ -558,12 +568,15 @@ def bench_tokenize(quick: bool, opts=None) -> tuple[dict, str]:
     encoding = _collection_encoding_speeds(tok_dir, files[sizes[0]])
     single = [r for r in runs if r["num_proc"] == 1]
     rss_ratio = single[1]["peak_rss_mib"] / single[0]["peak_rss_mib"]
+    multi = [r for r in runs if r["num_proc"] == cores] if cores > 1 else []
+    multi_ratio = multi[1]["peak_rss_mib"] / multi[0]["peak_rss_mib"] if len(multi) == 2 else None
     best = max(runs, key=lambda r: r["objects_per_s"])
     objects_per_event = best["objects"] / best["events"]
     seeds_objects = 155e6  # the seeds' 27.9M-event set without tracks
     res = {
         "runs": runs,
         "rss_ratio_large_over_small": rss_ratio,
+        "rss_ratio_large_over_small_all_cores": multi_ratio,
         "projected_hours_seeds_set": seeds_objects / best["objects_per_s"] / 3600,
         "projected_hours_seeds_set_with_tracks": 27.9e6 / best["events_per_s"] / 3600,
         "tokenizer": "every object of tokenizer_configs/event.yaml, 4096 codes x 4 levels, dim 8, FAISS search",
@@ -572,21 +585,26 @@ def bench_tokenize(quick: bool, opts=None) -> tuple[dict, str]:
     md = [
         "ttbar events, every collection of `tokenizer_configs/event.yaml` (electrons, muons, taus, photons, MET, "
         "jets, tracks; 4096 codes × 4 levels, codebook_dim 8, exact FAISS search), Parquet (zstd) shards, "
-        f"{objects_per_event:.1f} objects/event. Peak RSS is the whole process tree's.",
+        f"{objects_per_event:.1f} objects/event. Peak RSS is the whole process tree's, summed over processes "
+        "(pages they share, like the torch libraries each spawned worker maps, counted once per process); peak "
+        "PSS, the tree's footprint with shared pages split between their sharers.",
         "",
         "| events | processes | events/s | events/s per process | objects/s | tokens/event | bytes/event "
-        "| peak RSS MiB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| peak RSS MiB | peak PSS MiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
         md.append(
             f"| {r['n_input']:,} | {r['num_proc']} | {r['events_per_s']:,.0f} | {r['events_per_s_per_process']:,.0f} "
             f"| {r['objects_per_s']:,.0f} | {r['tokens'] / r['events']:.0f} | {r['bytes_per_event']:.0f} "
-            f"| {r['peak_rss_mib']:.0f} |"
+            f"| {r['peak_rss_mib']:.0f} | {_fmt(r.get('peak_pss_mib'), '.0f')} |"
         )
+    ratios = f"Peak RSS for {sizes[1]:,} events is {rss_ratio:.2f}× that for {sizes[0]:,} with one process"
+    if multi_ratio is not None:
+        ratios += f", {multi_ratio:.2f}× with {cores}"
     md += [
         "",
-        f"Peak RSS (one process) for {sizes[1]:,} events is {rss_ratio:.2f}× that for {sizes[0]:,}.",
+        ratios + ".",
         f"Projected time for the seeds' 27.9M-event set (≈155M objects without tracks) at the best rate: "
         f"**{res['projected_hours_seeds_set']:.1f} h** on this machine; with tracks (≈{objects_per_event:.0f} "
         f"objects/event as here) {res['projected_hours_seeds_set_with_tracks']:.1f} h.",

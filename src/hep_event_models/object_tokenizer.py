@@ -186,6 +186,8 @@ class ObjectTokenizerSettings:
             raise ValueError(f"encoder must be 'mlp' or 'transformer', got {s.encoder!r}")
         if s.quantizer not in ("rvq", "rfsq", "lookup"):
             raise ValueError(f"quantizer must be 'rvq', 'rfsq' or 'lookup', got {s.quantizer!r}")
+        if s.lookup_min_count < 1:
+            raise ValueError(f"lookup_min_count must be >= 1, got {s.lookup_min_count}")
         if s.loss not in ("by_kind", "l1"):
             raise ValueError(f"loss must be 'by_kind' or 'l1', got {s.loss!r}")
         if s.loss_weighting not in ("goal", "uniform"):
