@@ -210,7 +210,7 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
     from hep_event_models.grouped_tokenizer import feature_groups, load_object_tokenizer
     from hep_event_models.scan import encoding_speed, summarize
     from hep_event_models.training.event_tokenizer import fit_grouped_object_tokenizer
-    from hep_event_models.training.tokenizer import fit_object_tokenizer, validation_set
+    from hep_event_models.training.tokenizer import fit_object_tokenizer
 
     device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
     n_per = 10_000 if quick else opts.tokenizer_events
@@ -256,8 +256,7 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
                     seed=0,
                 )
             tok = load_object_tokenizer(out)
-            values, mask = validation_set(tok.object_config, held, 1, max_objects=HELD_OUT_OBJECTS)
-            real = values[mask]
+            real = _held_out_objects(tok.object_config, held, n_per)
             m = tokenizer_metrics(tok, real)
             row = {
                 "object": obj,
@@ -311,7 +310,17 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
     return {"rows": rows, "steps": steps, "device": device}, md
 
 
-HELD_OUT_OBJECTS = 200_000  # per object type, from the independently generated held-out events
+def _held_out_objects(cfg, files: list[str], events_per_file: int) -> np.ndarray:
+    """Every real object ``(N, F)`` of the first ``events_per_file`` events of each file: the
+    same number of events per process, so the held-out objects follow the training mix."""
+    from hep_event_models.io.reader import EventReader
+
+    out = []
+    for f in files:
+        for b in EventReader(f, selection=[cfg], scalars=(), max_events=events_per_file):
+            c = b.collections[cfg.object]
+            out.append(c.values[c.mask])
+    return np.concatenate(out)
 
 
 def _training_usage(tok, files: list[str], n_held_out: int) -> dict:
@@ -380,8 +389,9 @@ def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
     md = [
         f"{n_per:,} events per process (hzz4l, zz4l, ttbar, dy), every 20th event held out (never used for "
         "fitting); metrics on held-out objects: rows measured on 2026-11-29 or later (the `ours_groups` rows) "
-        f"on up to {HELD_OUT_OBJECTS:,} objects of independently generated events ({n_per:,} per process, "
-        "other seeds), earlier rows on the held-out 20th events; the budget (steps × batch, peak learning rate, "
+        f"on every object of {4 * n_per:,} independently generated events ({n_per:,} per process, other seeds), "
+        "earlier rows on up to 100,000 objects of the held-out 20th events; the budget "
+        "(steps × batch, peak learning rate, "
         "cosine decay) is given per row. "
         "Configurations: `ours` = the shipped defaults (ResidualVQ, "
         f"{'512' if quick else '4096'} codes × 4 levels, codebook_dim 8), `ours_fsq` = ResidualFSQ (levels "
