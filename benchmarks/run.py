@@ -382,10 +382,11 @@ def _old_tokenizer_row(r: dict) -> dict:
     return r
 
 
-def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
-    def f(v, spec):
-        return "–" if v is None else format(v, spec)
+def _fmt(v, spec: str) -> str:
+    return "–" if v is None else format(v, spec)
 
+
+def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
     md = [
         f"{n_per:,} events per process (hzz4l, zz4l, ttbar, dy), every 20th event held out (never used for "
         "fitting); metrics on held-out objects: rows measured on 2026-11-29 or later (the `ours_groups` rows) "
@@ -419,19 +420,19 @@ def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
         md.append(
             f"| {r['object']} | {r['config']} | {r['tokens_per_object']} ({r['bits_per_object']:.0f}) "
             f"| {r['fitted']} ({r['steps']} × {r['batch_size']}, {r['lr']:g}) | {r['train_seconds']:.0f} "
-            f"| {f(r.get('n_val_objects'), ',')} | {usage} | {train} "
-            f"| {f(r.get('pt_resolution'), '.4f')} | {f(r.get('eta_resolution'), '.4f')} "
-            f"| {f(r.get('phi_resolution'), '.4f')} | {wd} | {ws} |"
+            f"| {_fmt(r.get('n_val_objects'), ',')} | {usage} | {train} "
+            f"| {_fmt(r.get('pt_resolution'), '.4f')} | {_fmt(r.get('eta_resolution'), '.4f')} "
+            f"| {_fmt(r.get('phi_resolution'), '.4f')} | {wd} | {ws} |"
         )
     md += [
         "",
         "Usage is counted on the held-out objects: where they number fewer than a few times "
         "the 4096 codes (photons in this mix) it is limited by the sample, not by dead codes. In brackets "
         "(rows measured on 2026-11-29 or later), the usage the held-out sample is expected to show if it follows the "
-        "codes' frequencies over all training objects, and the fraction of a level's codes no training object "
-        "uses (dead codes, worst level): a held-out usage near its expectation with no dead codes is a healthy "
-        "codebook whose rare codes the sample is too small to reach (e.g. jets with 40 tracks in a lookup "
-        "level, whose rows are the value tuples that occurred in fitting).",
+        "codes' frequencies over all training objects; in the next column, the fraction of a level's codes no "
+        "training object uses (dead codes, worst level): a held-out usage near its expectation with no dead "
+        "codes is a healthy codebook whose rare codes the sample is too small to reach (e.g. jets with 40 "
+        "tracks in a lookup level, whose rows are the value tuples that occurred in fitting).",
         "",
         "Encoding speed on 2 threads (preprocessing + encoder + every level), measured in the same run: the "
         "fast path (exact FAISS search for ResidualVQ, the fused rounding for ResidualFSQ; both tested to give "
@@ -447,7 +448,7 @@ def tokenizer_markdown(rows: list[dict], quick: bool, n_per: int) -> str:
                 f"| {r['object']} | {r['config']} | {r['run']} | {r['encode_fast_backend']} "
                 f"| {r['encode_fast_per_s']:,.0f} "
                 f"| {r['encode_library_per_s']:,.0f} | {r['encode_fast_per_s'] / r['encode_library_per_s']:.0f}× "
-                f"| {f(r.get('encode_cuda_per_s'), ',.0f')} |"
+                f"| {_fmt(r.get('encode_cuda_per_s'), ',.0f')} |"
             )
     if any(r["config"] == "ours + linear_skip (11-23)" for r in rows):
         md += ["", LINEAR_SKIP_NOTE]
@@ -476,10 +477,6 @@ _TOKENIZE_CHILD = textwrap.dedent(
     print(json.dumps({k: v for k, v in s.items() if not isinstance(v, list)}))
     """
 )
-
-
-def _fmt(v, spec: str) -> str:
-    return "–" if v is None else format(v, spec)
 
 
 def _run_measuring_rss(cmd: list[str]) -> tuple[str, float, float | None]:
