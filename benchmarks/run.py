@@ -214,20 +214,20 @@ def bench_tokenizers(quick: bool, opts) -> tuple[dict, str]:
 
     device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
     n_per = 10_000 if quick else opts.tokenizer_events
-    files = []
-    for i, proc in enumerate(("hzz4l", "zz4l", "ttbar", "dy")):
-        path = WORK / f"mix_{proc}_{n_per}.h5"
-        if not path.exists():
-            generate(proc, n_per, path, seed=50 + i, progress=False)
-        files.append(str(path))
+
+    def mix(prefix: str, seed: int) -> list[str]:  # one file of n_per events per process
+        paths = []
+        for i, proc in enumerate(("hzz4l", "zz4l", "ttbar", "dy")):
+            path = WORK / f"{prefix}_{proc}_{n_per}.h5"
+            if not path.exists():
+                generate(proc, n_per, path, seed=seed + i, progress=False)
+            paths.append(str(path))
+        return paths
+
+    files = mix("mix", 50)
     # held-out events for the metrics: generated independently (other seeds), so that rarer
     # object types bring enough objects to measure the usage of 4096-code levels
-    held = []
-    for i, proc in enumerate(("hzz4l", "zz4l", "ttbar", "dy")):
-        path = WORK / f"heldout_{proc}_{n_per}.h5"
-        if not path.exists():
-            generate(proc, n_per, path, seed=150 + i, progress=False)
-        held.append(str(path))
+    held = mix("heldout", 150)
     steps = 60 if quick else opts.tokenizer_steps
     base = {"codebook_size": 512} if quick else {}
     configs = opts.tokenizer_configs.split(",")

@@ -39,7 +39,7 @@ from torch import nn
 
 from . import schema
 from .config import ObjectConfig
-from .object_tokenizer import TOKENIZER_FORMAT_VERSION, ObjectTokenizerSettings
+from .object_tokenizer import TOKENIZER_FORMAT_VERSION, ObjectTokenizerSettings, check_format_version, load_local
 from .preprocessing import ObjectPreprocessor
 
 LOOKUP = "lookup"
@@ -119,11 +119,7 @@ class LookupTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         format_version: int = TOKENIZER_FORMAT_VERSION,
     ):
         super().__init__()
-        if int(format_version) != TOKENIZER_FORMAT_VERSION:
-            raise ValueError(
-                f"object tokenizer format_version {format_version} is not supported "
-                f"(this package reads version {TOKENIZER_FORMAT_VERSION})"
-            )
+        check_format_version(format_version)
         self.object_config = ObjectConfig.from_dict(object_config)
         check_discrete(self.object_config)
         self.preprocessor = ObjectPreprocessor.from_dict(preprocessing, self.object_config)
@@ -262,10 +258,8 @@ class LookupTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
     # -- persistence -------------------------------------------------------------------
     @classmethod
     def _from_pretrained(cls, *, model_id: str, map_location: str = "cpu", strict: bool = True, **kwargs):
-        if os.path.isdir(model_id):  # local directories without the mixin's stdout chatter
-            hub_args = ("revision", "cache_dir", "force_download", "local_files_only", "token")
-            model = cls(**{k: v for k, v in kwargs.items() if k not in hub_args})
-            return cls._load_as_safetensor(model, os.path.join(model_id, "model.safetensors"), map_location, strict)
+        if os.path.isdir(model_id):
+            return load_local(cls, model_id, map_location, strict, kwargs)
         return super()._from_pretrained(model_id=model_id, map_location=map_location, strict=strict, **kwargs)
 
 

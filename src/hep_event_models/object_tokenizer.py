@@ -202,6 +202,24 @@ class ObjectTokenizerSettings:
         return list(cs) if isinstance(cs, (list, tuple)) else [int(cs)] * self.num_quantizers
 
 
+def check_format_version(format_version: int) -> None:
+    """Raise unless a saved object tokenizer's ``format_version`` is the one this package reads."""
+    if int(format_version) != TOKENIZER_FORMAT_VERSION:
+        raise ValueError(
+            f"object tokenizer format_version {format_version} is not supported "
+            f"(this package reads version {TOKENIZER_FORMAT_VERSION})"
+        )
+
+
+def load_local(cls, directory: str, map_location: str, strict: bool, kwargs: dict):
+    """A ``PyTorchModelHubMixin`` model of class ``cls`` from a local ``directory``: built from
+    its config kwargs, weights from ``model.safetensors`` (the mixin's own local path prints
+    to stdout on every load)."""
+    hub_args = ("revision", "cache_dir", "force_download", "local_files_only", "token")
+    model = cls(**{k: v for k, v in kwargs.items() if k not in hub_args})
+    return cls._load_as_safetensor(model, os.path.join(directory, "model.safetensors"), map_location, strict)
+
+
 CPU_BATCH = 16_384  # objects per encoder pass on the CPU (``ObjectTokenizer.encode``)
 CUDA_BATCH = 262_144  # and on a GPU
 
@@ -272,11 +290,7 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         format_version: int = TOKENIZER_FORMAT_VERSION,
     ):
         super().__init__()
-        if int(format_version) != TOKENIZER_FORMAT_VERSION:
-            raise ValueError(
-                f"object tokenizer format_version {format_version} is not supported "
-                f"(this package reads version {TOKENIZER_FORMAT_VERSION})"
-            )
+        check_format_version(format_version)
         self.object_config = ObjectConfig.from_dict(object_config)
         self.preprocessor = ObjectPreprocessor.from_dict(preprocessing, self.object_config)
         self.settings = ObjectTokenizerSettings.from_dict(settings)
@@ -622,11 +636,8 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, map_location: str = "cpu", strict: bool = True, **kwargs):
-        # local directories: the mixin's own path prints to stdout on every load
         if os.path.isdir(model_id):
-            hub_args = ("revision", "cache_dir", "force_download", "local_files_only", "token")
-            model = cls(**{k: v for k, v in kwargs.items() if k not in hub_args})
-            return cls._load_as_safetensor(model, os.path.join(model_id, "model.safetensors"), map_location, strict)
+            return load_local(cls, model_id, map_location, strict, kwargs)
         return super()._from_pretrained(model_id=model_id, map_location=map_location, strict=strict, **kwargs)
 
     @classmethod

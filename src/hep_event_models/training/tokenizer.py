@@ -186,6 +186,28 @@ def evaluate_tokenizer(model: ObjectTokenizer, values: np.ndarray, mask: np.ndar
     return {"val_loss": float(res["loss"]), "val_feature_losses": res["feature_losses"], "val_usage": usage}
 
 
+def _save_final(model, out: Path, obj: str, steps: int, batch_size: int, seconds: float, device: str, final: dict):
+    """Save the fitted ``model`` into ``out`` (written to a temporary directory, then moved into
+    place) and its summary to ``out/training_summary.json``; returns the summary."""
+    tmp = out / ".final.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    for f in tmp.iterdir():
+        f.replace(out / f.name)
+    tmp.rmdir()
+    summary = {
+        "object": obj,
+        "steps": steps,
+        "batch_size": batch_size,
+        "seconds": seconds,
+        "device": device,
+        "final": final,
+        "model": model.describe(),
+    }
+    (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
 def fit_lookup_tokenizer(
     cfg: ObjectConfig,
     data,
@@ -230,23 +252,7 @@ def fit_lookup_tokenizer(
         "distinct_tuples": len(counts),
         "table_rows": len(table),
     }
-    tmp = out / ".final.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tok.save_pretrained(tmp)
-    for f in tmp.iterdir():
-        f.replace(out / f.name)
-    tmp.rmdir()
-    summary = {
-        "object": cfg.object,
-        "steps": 0,
-        "batch_size": 0,
-        "seconds": time.perf_counter() - t0,
-        "device": "cpu",
-        "final": final,
-        "model": tok.describe(),
-    }
-    (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return _save_final(tok, out, cfg.object, 0, 0, time.perf_counter() - t0, "cpu", final)
 
 
 def fit_object_tokenizer(
@@ -377,20 +383,4 @@ def fit_object_tokenizer(
 
     final_eval = evaluate_tokenizer(model, val_values, val_mask)
     model.cpu()
-    tmp = out / ".final.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    for f in tmp.iterdir():
-        f.replace(out / f.name)
-    tmp.rmdir()
-    summary = {
-        "object": cfg.object,
-        "steps": step,
-        "batch_size": batch_size,
-        "seconds": time.perf_counter() - t0,
-        "device": device,
-        "final": final_eval,
-        "model": model.describe(),
-    }
-    (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return _save_final(model, out, cfg.object, step, batch_size, time.perf_counter() - t0, device, final_eval)
