@@ -84,6 +84,21 @@ def event_tokenizer(event_tokenizer_dir):
     return EventTokenizer.from_pretrained(event_tokenizer_dir)
 
 
+def reload_identical(model, batch: dict, path):
+    """Save ``model`` to ``path``, load it back through ``AutoModelForSequenceClassification``
+    and check it gives the same logits on ``batch``; returns the loaded model (eval mode)."""
+    from transformers import AutoModelForSequenceClassification
+
+    model.eval()
+    with torch.no_grad():
+        want = model(**batch).logits
+    model.save_pretrained(path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, want)
+    return loaded
+
+
 def tiny_model_config(tok, **kw):
     """A ``HepEventConfig`` for ``tok`` small enough for CPU tests (1 layer × 32); ``kw``
     sets or overrides any other option."""
@@ -91,3 +106,19 @@ def tiny_model_config(tok, **kw):
 
     size = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
     return HepEventConfig.from_tokenizer(tok, **{**size, **kw})
+
+
+@pytest.fixture(scope="session")
+def token_data(event_tokenizer_dir, samples, tmp_path_factory):
+    """Tokenized hzz4l, zz4l and dy events (Parquet), one directory each split."""
+    from hep_event_models.tokenized import tokenize_dataset
+
+    d = tmp_path_factory.mktemp("token_data")
+    files = []
+    for i, proc in enumerate(("hzz4l", "zz4l", "dy")):
+        f = d / f"{proc}.h5"
+        generate(proc, 3000, f, seed=40 + i, progress=False, workers=1)
+        files.append(str(f))
+    out = d / "ds"
+    tokenize_dataset(event_tokenizer_dir, files, out, progress=False)
+    return {"dir": str(out), "files": files}

@@ -18,6 +18,7 @@ from transformers import (
 )
 
 import hep_event_models  # noqa: F401  (registers the Auto classes)
+from conftest import reload_identical
 from hep_event_models import schema
 from hep_event_models.cli import main
 from hep_event_models.collators import EventClassificationCollator, EventMLMCollator
@@ -28,7 +29,7 @@ from hep_event_models.modeling_hep_event import (
     HepEventModel,
     check_vocabulary,
 )
-from hep_event_models.tokenized import load_tokenized, tokenize_dataset
+from hep_event_models.tokenized import load_tokenized
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 
@@ -39,22 +40,6 @@ def cpu_args(output_dir, **kwargs) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(output_dir), **{"use_cpu": True, "report_to": "none", "save_strategy": "no", **kwargs}
     )
-
-
-@pytest.fixture(scope="module")
-def token_data(event_tokenizer_dir, samples, tmp_path_factory):
-    """Tokenized hzz4l, zz4l and dy events (Parquet), one directory each split."""
-    from hep_event_models.generator import generate
-
-    d = tmp_path_factory.mktemp("token_data")
-    files = []
-    for i, proc in enumerate(("hzz4l", "zz4l", "dy")):
-        f = d / f"{proc}.h5"
-        generate(proc, 3000, f, seed=40 + i, progress=False, workers=1)
-        files.append(str(f))
-    out = d / "ds"
-    tokenize_dataset(event_tokenizer_dir, files, out, progress=False)
-    return {"dir": str(out), "files": files}
 
 
 def _rows(token_data, n=32):
@@ -622,12 +607,7 @@ def test_code_embeddings_save_load_and_errors(event_tokenizer, token_data, tmp_p
     # every block starts at unit RMS
     rms = (emb.code_table[jets[-1].start : jets[-1].stop] * emb.scale[int(emb.block_of[jets[-1].start])]).pow(2).mean(0)
     torch.testing.assert_close(rms.sqrt(), torch.ones_like(rms), atol=1e-4, rtol=1e-4)
-    with torch.no_grad():
-        a = m(**batch).logits
-    m.save_pretrained(tmp_path / "m")
-    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "m").eval()
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(**batch).logits, a)
+    loaded = reload_identical(m, batch, tmp_path / "m")
     torch.testing.assert_close(loaded.bert.embeddings.code_embeddings.code_table, emb.code_table)
     plain = HepEventForSequenceClassification(HepEventConfig.from_tokenizer(event_tokenizer, **SMALL))
     with pytest.raises(ValueError, match="by id"):

@@ -168,3 +168,15 @@ def test_object_preprocessor_on_generated_jets(samples):
     np.testing.assert_array_equal(pre2.forward(x), z)
     with pytest.raises(ValueError, match="do not match config"):
         ObjectPreprocessor.from_dict(d, load_object_config("muons"))
+
+
+def test_sorted_interp_equals_numpy_bit_for_bit():
+    from hep_event_models.preprocessing import _interp
+
+    rng = np.random.default_rng(3)
+    knots = np.unique(np.concatenate([rng.random(1000) ** 4, [0.0, 1.0]]))
+    probs = np.linspace(1e-6, 1 - 1e-6, knots.size)
+    x = np.concatenate([rng.random(5000), rng.random(3000) ** 8, [-0.5, 1.5, np.nan, 0.0, 1.0], knots[:50]])
+    rng.shuffle(x)
+    for v in (x, x[:100], x[:8050].reshape(-1, 7)[:, 2], x[:8050].reshape(-1, 7)):
+        np.testing.assert_array_equal(_interp(v, knots, probs), np.interp(v, knots, probs))

@@ -372,6 +372,8 @@ def cmd_demo(args) -> int:
         **({"max_length": args.max_length} if args.max_length else {}),
         **({"token_embedding": args.token_embedding} if args.token_embedding else {}),
         **({"finetune_steps": args.finetune_steps} if args.finetune_steps else {}),
+        pair_bias=args.pair_bias,
+        mass_readout=args.mass_readout,
     )
     head, inc = r["headline"], r["inclusive"]["evaluation"]
     usage = min(
@@ -699,6 +701,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="how the event model embeds object tokens (default: code, from the tokenizer's code vectors)",
     )
     dm.add_argument("--finetune-steps", type=int, default=None, help="steps of every fine-tuning run (default 150)")
+    dm.add_argument(
+        "--pair-bias",
+        action="store_true",
+        help="physics-aware attention: a per-head bias from the decoded objects' pair features (ParT)",
+    )
+    dm.add_argument(
+        "--mass-readout",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="give the classifier the invariant masses of the event's object types and type pairs (default on)",
+    )
     dm.add_argument(
         "--tokenizer-quantizer",
         choices=["rfsq", "rvq"],

@@ -56,6 +56,21 @@ class HepEventConfig(BertConfig):
             Special and context tokens keep free vectors in every mode.
         code_dim, code_spaces: the code vectors' dimension and the code space of every object
             id block (``EventTokenizer.code_spaces``); set by ``from_tokenizer``.
+        pair_bias: physics-aware attention (the interaction bias of ParT, arXiv:2202.03772):
+            every object's four-momentum is decoded from its tokens inside the model (frozen
+            copies of the tokenizer's code vectors, output projection and decoder,
+            ``kinematics``), and for every pair of objects ``(ln ΔR, ln kT, ln z, ln m²)``
+            goes through an MLP (``pair_bias_hidden`` wide) to one attention bias per head,
+            added to the attention logits of every layer (between the tokens of the two
+            objects in the flat model). Objects whose tokens are masked or missing get none.
+        mass_readout: give the classifier the invariant masses of the event's object types
+            (``HepEventMassReadout``): the mass of the summed four-momenta of every type, every
+            pair of types and all of them (m(e + μ) is m_4ℓ of a four-lepton event), each
+            embedded by a learned table over ``mass_bins`` bins of ln m (GeV, 0.5 to 5,000),
+            interpolated linearly, and added to the ``[CLS]`` state before the head. Attention
+            over per-object tokens finds such masses hard to compute from few labels.
+        kinematics: ``{"code_dim", "objects": [EventTokenizer.kinematics_sources specs]}``;
+            set by ``from_tokenizer`` when ``pair_bias`` or ``mass_readout`` is on.
         Other arguments: as ``transformers.BertConfig`` (smaller defaults).
     """
 
@@ -84,8 +99,25 @@ class HepEventConfig(BertConfig):
         token_embedding: str = "id",
         code_dim: int = 0,
         code_spaces: list[int] | None = None,
+        pair_bias: bool = False,
+        pair_bias_hidden: int = 64,
+        mass_readout: bool = False,
+        mass_bins: int = 512,
+        kinematics: dict | None = None,
         **kwargs,
     ):
+        self.pair_bias = bool(pair_bias)
+        self.pair_bias_hidden = int(pair_bias_hidden)
+        self.mass_readout = bool(mass_readout)
+        self.mass_bins = int(mass_bins)
+        if self.mass_bins < 2:
+            raise ValueError(f"mass_bins must be >= 2, got {mass_bins}")
+        self.kinematics = kinematics
+        if (self.pair_bias or self.mass_readout) and not (kinematics and kinematics.get("objects")):
+            raise ValueError(
+                "pair_bias and mass_readout decode four-momenta from the tokens: they need the tokenizer's "
+                "kinematics (HepEventConfig.from_tokenizer sets it), and at least one object with pt and phi"
+            )
         if token_embedding not in ("id", "code", "id+code"):
             raise ValueError(f"token_embedding must be 'id', 'code' or 'id+code', got {token_embedding!r}")
         self.token_embedding = token_embedding
@@ -140,6 +172,10 @@ class HepEventConfig(BertConfig):
         if kwargs.get("token_embedding", "id") != "id":
             kwargs.setdefault("code_dim", int(tokenizer.code_vectors().shape[1]))
             kwargs.setdefault("code_spaces", tokenizer.code_spaces())
+        if kwargs.get("pair_bias") or kwargs.get("mass_readout"):
+            specs = [spec for spec, _source in tokenizer.kinematics_sources()]
+            code_dim = max((s["code_dim"] for s in specs), default=0)
+            kwargs.setdefault("kinematics", {"code_dim": code_dim, "objects": specs})
         return cls(
             vocab_size=tokenizer.vocab_size,
             type_vocab_size=tokenizer.to_config()["type_vocab_size"],

@@ -213,6 +213,82 @@ class EventTokenizer:
             out.append(spaces.setdefault(key, len(spaces)))
         return out
 
+    def kinematics_sources(self) -> list[tuple[dict, Any]]:
+        """What a model needs to decode each object's four-momentum from its tokens
+        (``HepEventConfig.kinematics``; ``pair_bias`` and ``mass_readout`` models).
+
+        For every object type whose tokenizer (with feature groups: the group holding ``pt``)
+        decodes ``pt`` and ``phi``, a JSON-able spec and the ``ObjectTokenizer`` whose
+        quantizer output projection and decoder the model copies (frozen):
+
+        ``{"object", "type_id", "blocks"`` (indices into ``layout.blocks`` of the object's
+        id blocks in that code space, in level order), ``"code_dim"`` (the code vectors'
+        width), ``"latent_dim", "project_out"`` (whether the quantizer projects its output),
+        ``"decoder": {"hidden", "layers", "skip", "out"}``, ``"features": {name: {"col",
+        "width", "kind", "stats"}}`` for ``pt``, ``phi`` and, where present, ``eta`` and
+        ``mass`` (GeV and radians after the inverse preprocessing)}``. Objects without
+        ``eta`` (MET) get η = 0, objects without ``mass`` m = 0.
+        """
+        from .preprocessing import ANGLE_SCALE
+
+        supported = {
+            "pt": (schema.LOG_STANDARD, schema.STANDARD),
+            "eta": (schema.STANDARD,),
+            "phi": (schema.ANGLE,),
+            "mass": (schema.LOG_STANDARD, schema.STANDARD),
+        }
+        block_index = {(b.name, b.level): i for i, b in enumerate(self.layout.blocks)}
+        out = []
+        for name, t in self.object_tokenizers.items():
+            source, first_level = t, 0
+            if hasattr(t, "group_levels"):  # the feature group that holds pt
+                for g, levels in t.group_levels.items():
+                    if "pt" in t.groups[g].feature_names:
+                        source = t.groups[g]
+                        break
+                    first_level += levels
+            names = source.feature_names
+            if "pt" not in names or "phi" not in names or not hasattr(source, "decoder"):
+                continue
+            s = source.settings
+            widths = source.out_widths
+            cols = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+            feats = {}
+            for i, tr in enumerate(source.preprocessor.transforms):
+                if tr.name not in supported:
+                    continue
+                if tr.kind not in supported[tr.name]:
+                    raise ValueError(
+                        f"{name}: feature {tr.name!r} of kind {tr.kind!r} cannot be decoded inside a model "
+                        f"(supported: {supported[tr.name]})"
+                    )
+                st = {k: tr.stats[k] for k in ("mean", "std", "offset") if k in tr.stats}
+                if tr.kind == schema.ANGLE:
+                    st["scale"] = ANGLE_SCALE
+                feats[tr.name] = {"col": int(cols[i]), "width": int(widths[i]), "kind": tr.kind, "stats": st}
+            vectors = source.code_vectors()
+            out.append(
+                (
+                    {
+                        "object": name,
+                        "type_id": int(schema.TYPE_IDS[name]),
+                        "blocks": [block_index[(name, first_level + q)] for q in range(source.num_quantizers)],
+                        "code_dim": int(vectors[0].shape[1]),
+                        "latent_dim": int(source.decoder_input_dim),
+                        "project_out": isinstance(source.quantizer.project_out, torch.nn.Linear),
+                        "decoder": {
+                            "hidden": int(s.decoder_hidden_dim),
+                            "layers": int(s.decoder_layers),
+                            "skip": bool(s.linear_skip),
+                            "out": int(sum(widths)),
+                        },
+                        "features": feats,
+                    },
+                    source,
+                )
+            )
+        return out
+
     def object_configs(self) -> list[ObjectConfig]:
         return [t.object_config for t in self.object_tokenizers.values()]
 

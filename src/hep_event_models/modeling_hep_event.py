@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 from typing import NamedTuple
 
 import torch
@@ -230,6 +231,259 @@ class HepEventSubObjectEncoder(nn.Module):
         return x + g * c, g
 
 
+class Kinematics(NamedTuple):
+    """Objects' decoded kinematics, per unit of a ``(B, U)`` batch (``ObjectStructure`` units).
+
+    Attributes:
+        pt, eta, phi, mass: ``(B, U)`` in GeV and radians (0 where not ``valid``).
+        p4: ``(B, U, 4)`` four-momenta ``(E, px, py, pz)`` in GeV.
+        valid: ``(B, U)`` bool: an object whose every kinematics token is present (not
+            masked, not padding).
+    """
+
+    pt: torch.Tensor
+    eta: torch.Tensor
+    phi: torch.Tensor
+    mass: torch.Tensor
+    p4: torch.Tensor
+    valid: torch.Tensor
+
+
+def _wrap_angle(x: torch.Tensor) -> torch.Tensor:
+    return torch.remainder(x + torch.pi, 2 * torch.pi) - torch.pi
+
+
+class SkipMLP(nn.Module):
+    """``mlp(x) + linear(x)``: a linear path beside the MLP.
+
+    Mapping a feature onto one latent axis and back (η → axis → η) is then a linear
+    function the optimizer finds in a few hundred steps and reproduces exactly; the MLP
+    only learns the nonlinear packing of the remaining features. (Here, not in
+    ``object_tokenizer``, so that the tokenizer's decoders can be rebuilt in a model that
+    imports nothing of the package.)
+    """
+
+    def __init__(self, mlp: nn.Sequential, d_in: int, d_out: int):
+        super().__init__()
+        self.mlp = mlp
+        self.linear = nn.Linear(d_in, d_out, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x) + self.linear(x)
+
+
+def mlp(d_in: int, hidden: int, d_out: int, layers: int, skip: bool = False) -> nn.Module:
+    """An MLP with ``layers`` hidden layers of width ``hidden`` (GELU); ``layers=0`` is one
+    ``nn.Linear``; ``skip``: a ``SkipMLP``. The object tokenizers' encoders and decoders."""
+    if layers == 0:
+        return nn.Linear(d_in, d_out)
+    mods: list[nn.Module] = [nn.Linear(d_in, hidden), nn.GELU()]
+    for _ in range(layers - 1):
+        mods += [nn.Linear(hidden, hidden), nn.GELU()]
+    mods.append(nn.Linear(hidden, d_out))
+    return SkipMLP(nn.Sequential(*mods), d_in, d_out) if skip else nn.Sequential(*mods)
+
+
+def kinematics_id_table(config: HepEventConfig) -> torch.Tensor:
+    """``(vocab_size,)`` for every id in a kinematics code space, its object's index in
+    ``config.kinematics["objects"]`` + 1; 0 for other ids."""
+    table = torch.zeros(config.vocab_size, dtype=torch.long)
+    for k, spec in enumerate((config.kinematics or {}).get("objects", [])):
+        for b in spec["blocks"]:
+            start, size = config.token_blocks[b][:2]
+            table[start : start + size] = k + 1
+    return table
+
+
+def _inverse_feature(out: torch.Tensor, f: dict) -> torch.Tensor:
+    """Physical values ``(N,)`` of one feature from decoder outputs ``(N, out)`` (the torch
+    twin of ``FeatureTransform.inverse`` for the kinds ``kinematics_sources`` allows)."""
+    x, st = out[:, f["col"] : f["col"] + f["width"]], f["stats"]
+    if f["kind"] == "angle":
+        return _wrap_angle(x[:, 0] * st["scale"]) if f["width"] == 1 else torch.atan2(x[:, 1], x[:, 0])
+    z = x[:, 0] * st["std"] + st["mean"]
+    if f["kind"] == "log_standard":
+        return torch.exp(z.clamp(-30.0, 30.0)) - st["offset"]
+    return z
+
+
+class HepEventKinematics(nn.Module):
+    """Four-momenta of the objects of a batch, decoded from their tokens inside the model.
+
+    Holds frozen copies of the tokenizer's code vectors (``code_table`` ``(vocab_size, D)``),
+    output projections and decoders for the object types of ``config.kinematics``
+    (``EventTokenizer.kinematics_sources``): an object's quantized latent is the sum of its
+    kinematics tokens' code vectors; decoded and inverse-preprocessed it gives pT, η, φ, m.
+    ``set_kinematics`` copies the weights in (``from_pretrained`` loads them).
+    """
+
+    def __init__(self, config: HepEventConfig):
+        super().__init__()
+        self.specs = config.kinematics["objects"]
+        self.code_table = nn.Buffer(torch.zeros(config.vocab_size, max(1, int(config.kinematics["code_dim"]))))
+        self.spec_of_id = nn.Buffer(kinematics_id_table(config), persistent=False)
+        self._block_starts = [b[0] for b in config.token_blocks]
+        self.ready = nn.Buffer(torch.zeros(()))
+        self.project_out = nn.ModuleList(
+            nn.Linear(s["code_dim"], s["latent_dim"]) if s["project_out"] else nn.Identity() for s in self.specs
+        )
+        self.decoders = nn.ModuleList(
+            mlp(s["latent_dim"], d["hidden"], d["out"], d["layers"], d["skip"])
+            for s, d in ((s, s["decoder"]) for s in self.specs)
+        )
+        self.requires_grad_(False)
+
+    @torch.no_grad()
+    def set_from(self, sources: list) -> None:
+        """Copy code vectors, projections and decoders from ``EventTokenizer.kinematics_sources()``."""
+        if [s for s, _ in sources] != self.specs:
+            raise ValueError("the tokenizer's kinematics specs differ from the model's config (another tokenizer?)")
+        table = torch.zeros_like(self.code_table)
+        for k, (spec, src) in enumerate(sources):
+            for b, vectors in zip(spec["blocks"], src.code_vectors(), strict=True):
+                start = self._block_starts[b]
+                v = torch.as_tensor(vectors, dtype=table.dtype)
+                table[start : start + len(v), : v.shape[1]] = v
+            if spec["project_out"]:
+                self.project_out[k].load_state_dict(src.quantizer.project_out.state_dict())
+            self.decoders[k].load_state_dict(src.decoder.state_dict())
+        self.code_table.copy_(table)
+        self.ready.fill_(1.0)
+
+    @torch.no_grad()
+    def forward(self, input_ids: torch.Tensor, st: ObjectStructure) -> Kinematics:
+        """``(B, L)`` ids and their ``object_structure`` → ``Kinematics`` per unit (a fixed
+        function of the ids: no gradients, the copied weights never train)."""
+        if not bool(self.ready):
+            raise ValueError(
+                "the model decodes kinematics from its tokens but holds no tokenizer weights: call "
+                "model.set_kinematics(tokenizer) after building it from a config"
+            )
+        B, L = input_ids.shape
+        U = st.unit_mask.shape[1]
+        dev, dt = input_ids.device, self.code_table.dtype
+        k_id = self.spec_of_id[input_ids] * st.in_object
+        has = k_id > 0
+        rows = torch.arange(B, device=dev)[:, None].expand(B, L)
+        latent = torch.zeros((B, U, self.code_table.shape[1]), dtype=dt, device=dev)
+        latent.index_put_((rows[has], st.unit[has]), self.code_table[input_ids[has]], accumulate=True)
+        count = torch.zeros((B, U), dtype=torch.long, device=dev)
+        count.index_put_((rows[has], st.unit[has]), torch.ones_like(k_id[has]), accumulate=True)
+        kind = torch.zeros((B, U), dtype=torch.long, device=dev)
+        kind[rows[has], st.unit[has]] = k_id[has]
+        pt, eta, phi, mass = (torch.zeros((B, U), dtype=dt, device=dev) for _ in range(4))
+        valid = torch.zeros((B, U), dtype=torch.bool, device=dev)
+        for k, spec in enumerate(self.specs):
+            sel = (kind == k + 1) & (count == len(spec["blocks"])) & st.unit_is_object
+            if not bool(sel.any()):
+                continue
+            out = self.decoders[k](self.project_out[k](latent[sel][:, : spec["code_dim"]]))
+            f = spec["features"]
+            pt[sel] = _inverse_feature(out, f["pt"]).clamp(min=0.0)
+            phi[sel] = _inverse_feature(out, f["phi"])
+            if "eta" in f:
+                eta[sel] = _inverse_feature(out, f["eta"])
+            if "mass" in f:
+                mass[sel] = _inverse_feature(out, f["mass"]).clamp(min=0.0)
+            valid |= sel
+        px, py, pz = pt * torch.cos(phi), pt * torch.sin(phi), pt * torch.sinh(eta.clamp(-10.0, 10.0))
+        e = torch.sqrt(px**2 + py**2 + pz**2 + mass**2)
+        p4 = torch.stack([e, px, py, pz], dim=-1) * valid[..., None]
+        return Kinematics(pt, eta, phi, mass, p4, valid)
+
+
+def pair_features(kin: Kinematics, eps: float = 1e-4) -> torch.Tensor:
+    """``(B, U, U, 4)`` interaction features of every pair of units (ParT):
+    ``ln ΔR, ln kT = ln(min(pT_a, pT_b) ΔR), ln z = ln(min(pT) / (pT_a + pT_b)), ln m²`` (GeV)."""
+    deta = kin.eta[:, :, None] - kin.eta[:, None, :]
+    dphi = _wrap_angle(kin.phi[:, :, None] - kin.phi[:, None, :])
+    dr = torch.sqrt(deta**2 + dphi**2)
+    ptmin = torch.minimum(kin.pt[:, :, None], kin.pt[:, None, :])
+    ptsum = kin.pt[:, :, None] + kin.pt[:, None, :]
+    p = kin.p4[:, :, None, :] + kin.p4[:, None, :, :]
+    m2 = p[..., 0] ** 2 - (p[..., 1:] ** 2).sum(-1)
+    feats = [dr, ptmin * dr, ptmin / ptsum.clamp(min=eps), m2]
+    return torch.stack([torch.log(f.clamp(min=eps)) for f in feats], dim=-1)
+
+
+class HepEventPairBias(nn.Module):
+    """Per-head attention bias ``(B, heads, U, U)`` from the pair features of decoded objects
+    (``config.pair_bias``): an MLP ``4 → pair_bias_hidden → pair_bias_hidden → heads`` on
+    ``pair_features``; 0 for pairs without two valid objects and on the diagonal."""
+
+    def __init__(self, config: HepEventConfig):
+        super().__init__()
+        h = config.pair_bias_hidden
+        self.mlp = nn.Sequential(
+            nn.Linear(4, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, config.num_attention_heads)
+        )
+
+    def forward(self, kin: Kinematics) -> torch.Tensor:
+        U = kin.valid.shape[1]
+        ok = kin.valid[:, :, None] & kin.valid[:, None, :]
+        ok = ok & ~torch.eye(U, dtype=torch.bool, device=ok.device)
+        bias = self.mlp(pair_features(kin)) * ok[..., None]
+        return bias.permute(0, 3, 1, 2)
+
+
+def mass_sets(config: HepEventConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The object-type sets of ``HepEventMassReadout``: ``(S, T)`` membership (every type,
+    every pair of types, all types) and the ``(T,)`` type ids of ``config.kinematics``."""
+    types = [int(spec["type_id"]) for spec in config.kinematics["objects"]]
+    T = len(types)
+    sets = [[i] for i in range(T)] + [list(p) for p in itertools.combinations(range(T), 2)] + [list(range(T))]
+    member = torch.zeros(len(sets), T)
+    for k, members in enumerate(sets):
+        member[k, members] = 1.0
+    return member, torch.tensor(types, dtype=torch.long)
+
+
+class HepEventMassReadout(nn.Module):
+    """Invariant masses of the event's object types, embedded ``(B, H)`` (``config.mass_readout``).
+
+    For every object type ``t`` with kinematics the four-momenta of its valid objects are
+    summed, ``P_t``; the readout takes the mass (GeV) of every type, of every pair of types
+    and of all of them, ``S = T + T(T-1)/2 + 1`` sets (``m(e + μ)`` is the four-lepton mass
+    of a four-lepton event, ``m(jets)`` the hadronic mass). Each ``ln m`` is placed on
+    ``mass_bins`` bins from ln 0.5 to ln 5,000 (≈1.8% wide at 512 bins: finer than a Higgs
+    peak) and embedded by linear interpolation between the two nearest rows of the set's
+    learned table ``(mass_bins, 16)``; a set without objects gets 0. The ``S × 16`` values
+    go through one linear map to the hidden size and are added to the ``[CLS]`` state.
+    """
+
+    LOG_RANGE = (math.log(0.5), math.log(5000.0))
+    DIM = 16
+
+    def __init__(self, config: HepEventConfig):
+        super().__init__()
+        member, types = mass_sets(config)
+        self.member = nn.Buffer(member, persistent=False)
+        self.type_ids = nn.Buffer(types, persistent=False)
+        self.bins = config.mass_bins
+        self.table = nn.Embedding(len(member) * self.bins, self.DIM)
+        self.out = nn.Linear(len(member) * self.DIM, config.hidden_size)
+
+    def masses(self, unit_types: torch.Tensor, kin: Kinematics) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, S)`` masses (GeV) of the type sets and ``(B, S)`` bool, the set has objects."""
+        of_type = (unit_types[..., None] == self.type_ids) & kin.valid[..., None]  # (B, U, T)
+        p_type = torch.einsum("but,buc->btc", of_type.to(kin.p4.dtype), kin.p4)
+        p = torch.einsum("st,btc->bsc", self.member.to(p_type.dtype), p_type)
+        has = torch.einsum("st,bt->bs", self.member, of_type.any(1).to(self.member.dtype)) > 0
+        m2 = p[..., 0] ** 2 - (p[..., 1:] ** 2).sum(-1)
+        return torch.sqrt(m2.clamp(min=0.0)), has
+
+    def forward(self, unit_types: torch.Tensor, kin: Kinematics) -> torch.Tensor:
+        m, has = self.masses(unit_types, kin)
+        lo, hi = self.LOG_RANGE
+        x = ((torch.log(m.clamp(min=1e-6)) - lo) / (hi - lo) * (self.bins - 1)).clamp(0, self.bins - 1)
+        x = torch.nan_to_num(x, nan=0.0)  # (decoded kinematics are finite; bins must be valid indices)
+        i = x.floor().long().clamp(max=self.bins - 2)
+        t = (x - i)[..., None]
+        base = torch.arange(m.shape[1], device=m.device) * self.bins
+        emb = ((1 - t) * self.table(base + i) + t * self.table(base + i + 1)) * has[..., None]
+        return self.out(emb.flatten(1).to(self.out.weight.dtype))
+
+
 def check_vocabulary(config: HepEventConfig, tokenizer=None, dataset_info: dict | None = None) -> None:
     """Raise ``ValueError`` when a tokenizer or dataset does not match the model's vocabulary."""
     if tokenizer is not None:
@@ -409,6 +663,14 @@ class _HepEventInit:
             module.subtokens.copy_(subtokens_per_type(self.config).to(module.subtokens.device))
         if isinstance(module, HepEventObjectPooler):
             module.subtokens.copy_(subtokens_per_type(self.config).to(module.subtokens.device))
+        if isinstance(module, HepEventMassReadout):
+            member, types = mass_sets(self.config)
+            module.member.copy_(member.to(module.member.device))
+            module.type_ids.copy_(types.to(module.type_ids.device))
+        if isinstance(module, HepEventKinematics):
+            module.spec_of_id.copy_(kinematics_id_table(self.config).to(module.spec_of_id.device))
+            init.zeros_(module.code_table)
+            init.zeros_(module.ready)
         if isinstance(module, HepEventCodeEmbedding):
             module.block_of.copy_(code_block_table(self.config).to(module.block_of.device))
             module.space_of_block.copy_(torch.tensor(self.config.code_spaces, device=module.space_of_block.device))
@@ -430,6 +692,38 @@ class _HepEventInit:
             vectors = tokenizer_or_vectors.code_vectors()
         emb.set_code_vectors(vectors)
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """As ``PreTrainedModel.from_pretrained``; the tokenizer copies (``HepEventKinematics``)
+        stay frozen (loading makes every parameter trainable)."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True
+        kin = getattr(model.base_model, "kinematics", None)
+        if kin is not None:
+            kin.requires_grad_(False)
+        return loaded
+
+    def set_kinematics(self, tokenizer) -> None:
+        """Give a model with ``config.pair_bias`` or ``config.mass_readout`` its tokenizer's
+        code vectors, output projections and decoders (``EventTokenizer.kinematics_sources``,
+        checked against the config); needed once after building it from a config
+        (``from_pretrained`` loads them with the weights)."""
+        kin = self.base_model.kinematics
+        if kin is None:
+            raise ValueError("this model does not decode kinematics (config.pair_bias and mass_readout are off)")
+        check_vocabulary(self.config, tokenizer)
+        kin.set_from(tokenizer.kinematics_sources())
+
+    def set_tokenizer_weights(self, tokenizer) -> None:
+        """``set_code_vectors`` and ``set_kinematics``, for what the config uses (building a
+        model from a config); a no-op for what ``from_pretrained`` already loaded."""
+        emb = self.base_model.embeddings.code_embeddings
+        if emb is not None and not bool(emb.code_table.any()):
+            self.set_code_vectors(tokenizer)
+        kin = self.base_model.kinematics
+        if kin is not None and not bool(kin.ready):
+            self.set_kinematics(tokenizer)
+
 
 class HepEventModel(_HepEventInit, BertModel):
     """The bare encoder: ``(B, L)`` ids → ``(B, L, hidden_size)`` states (+ pooled [CLS]).
@@ -444,6 +738,9 @@ class HepEventModel(_HepEventInit, BertModel):
         self.embeddings = HepEventEmbeddings(config)
         self.object_pooler = HepEventObjectPooler(config) if config.object_pooling else None
         self.sub_object_encoder = HepEventSubObjectEncoder(config) if config.sub_objects else None
+        needs_kinematics = config.pair_bias or config.mass_readout
+        self.kinematics = HepEventKinematics(config) if needs_kinematics else None
+        self.pair_bias = HepEventPairBias(config) if config.pair_bias else None
         self.post_init()
 
     def structure(self, token_type_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> ObjectStructure:
@@ -453,6 +750,30 @@ class HepEventModel(_HepEventInit, BertModel):
                 "the hierarchical and sub-object models need token_type_ids: they tell them where objects are"
             )
         return object_structure(token_type_ids, attention_mask, self.embeddings.subtokens)
+
+    def attention_bias(
+        self,
+        input_ids: torch.Tensor,
+        st: ObjectStructure,
+        mask: torch.Tensor | None,
+        kinematics: Kinematics | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        """The 4D additive attention mask of ``config.pair_bias``: ``(B, heads, N, N)`` with
+        the pair bias between the positions the encoder sees (tokens, or units for the
+        hierarchical model) and ``finfo.min`` at padded keys; ``mask``: their ``(B, N)``
+        attention mask."""
+        kin = kinematics if kinematics is not None else self.kinematics(input_ids, st)
+        bias = self.pair_bias(kin)  # (B, heads, U, U)
+        if self.object_pooler is None:  # unit pairs → token pairs
+            B, Hd, U, _ = bias.shape
+            L = st.unit.shape[1]
+            bias = bias.gather(2, st.unit[:, None, :, None].expand(B, Hd, L, U))
+            bias = bias.gather(3, st.unit[:, None, None, :].expand(B, Hd, L, L))
+        bias = bias.to(dtype)
+        if mask is not None:
+            bias = bias.masked_fill(~mask.bool()[:, None, None, :], torch.finfo(dtype).min)
+        return bias
 
     def _uses_sub_objects(self, sub_features) -> bool:
         return self.sub_object_encoder is not None and sub_features is not None and sub_features.shape[1] > 0
@@ -542,15 +863,18 @@ class HepEventModel(_HepEventInit, BertModel):
         sub_mask: torch.Tensor | None = None,
         sub_owner: torch.Tensor | None = None,
         sub_kind: torch.Tensor | None = None,
+        kinematics: Kinematics | None = None,
         **kwargs,
     ):
         """As ``BertModel.forward``; ``structure``: the batch's ``structure(...)`` when the
         caller has it already. ``sub_features (B, K, C, F)``, ``sub_mask (B, K, C)``,
         ``sub_owner (B, K)`` (position of the owning object's first token, -1 padding),
         ``sub_kind (B, K)``: sub-objects (``collators.pad_sub_objects``), read when
-        ``config.sub_objects`` is set; without them the model uses objects only."""
+        ``config.sub_objects`` is set; without them the model uses objects only.
+        ``kinematics``: the batch's ``self.kinematics(...)`` when the caller has it
+        (``config.pair_bias``)."""
         use_sub = self._uses_sub_objects(sub_features)
-        if self.object_pooler is None and not use_sub:
+        if self.object_pooler is None and not use_sub and self.pair_bias is None:
             return super().forward(
                 input_ids,
                 attention_mask=attention_mask,
@@ -560,10 +884,26 @@ class HepEventModel(_HepEventInit, BertModel):
                 **kwargs,
             )
         if input_ids is None:
-            raise ValueError("the hierarchical and sub-object models take input_ids, not inputs_embeds")
-        x, mask, types, _gates = self.embed(
-            input_ids, token_type_ids, attention_mask, structure, sub_features, sub_mask, sub_owner, sub_kind
-        )
+            raise ValueError("the hierarchical, sub-object and pair-bias models take input_ids, not inputs_embeds")
+        if self.pair_bias is not None and structure is None:
+            structure = self.structure(token_type_ids, attention_mask)
+        if self.object_pooler is None and not use_sub:  # flat model with pair bias
+            x, mask, types = None, attention_mask, token_type_ids
+        else:
+            x, mask, types, _gates = self.embed(
+                input_ids, token_type_ids, attention_mask, structure, sub_features, sub_mask, sub_owner, sub_kind
+            )
+        if self.pair_bias is not None:
+            dtype = self.embeddings.word_embeddings.weight.dtype
+            mask = self.attention_bias(input_ids, structure, mask, kinematics, dtype)
+        if x is None:
+            return super().forward(
+                input_ids,
+                attention_mask=mask,
+                token_type_ids=types,
+                position_ids=position_ids,
+                **kwargs,
+            )
         return super().forward(
             None,
             attention_mask=mask,
@@ -705,6 +1045,7 @@ class HepEventForSequenceClassification(_HepEventInit, BertPreTrainedModel):
         self.classifier = nn.Sequential(
             nn.Linear(config.hidden_size, hidden), nn.ReLU(), nn.Dropout(drop), nn.Linear(hidden, config.num_labels)
         )
+        self.mass_readout = HepEventMassReadout(config) if config.mass_readout else None
         self.post_init()
 
     def forward(
@@ -717,6 +1058,12 @@ class HepEventForSequenceClassification(_HepEventInit, BertPreTrainedModel):
         labels=None,
         **kwargs,
     ) -> SequenceClassifierOutput:
+        st = kin = None
+        if input_ids is not None and (self.bert.kinematics is not None or self.config.object_pooling):
+            st = self.bert.structure(token_type_ids, attention_mask)
+            kwargs["structure"] = st
+            if self.bert.kinematics is not None:
+                kin = kwargs["kinematics"] = self.bert.kinematics(input_ids, st)
         out = self.bert(
             input_ids,
             attention_mask=attention_mask,
@@ -726,7 +1073,12 @@ class HepEventForSequenceClassification(_HepEventInit, BertPreTrainedModel):
             return_dict=True,
             **kwargs,
         )
-        logits = self.classifier(out.last_hidden_state[:, 0])
+        cls = out.last_hidden_state[:, 0]
+        if self.mass_readout is not None:
+            if kin is None:
+                raise ValueError("the mass readout decodes kinematics from input_ids; pass them, not inputs_embeds")
+            cls = cls + self.mass_readout(st.unit_types, kin)
+        logits = self.classifier(cls)
         loss = None
         if labels is not None:
             weights = getattr(self.config, "class_weights", None)

@@ -65,6 +65,7 @@ from torch import nn
 
 from . import schema
 from .config import ObjectConfig
+from .modeling_hep_event import mlp as _mlp
 from .preprocessing import ANGLE_SCALE, ObjectPreprocessor
 
 TOKENIZER_FORMAT_VERSION = 1
@@ -224,34 +225,6 @@ CPU_BATCH = 16_384  # objects per encoder pass on the CPU (``ObjectTokenizer.enc
 CUDA_BATCH = 262_144  # and on a GPU
 
 
-def _mlp(d_in: int, hidden: int, d_out: int, layers: int, skip: bool = False) -> nn.Module:
-    """An MLP with ``layers`` hidden layers of width ``hidden``; ``layers=0`` is one ``nn.Linear``."""
-    if layers == 0:
-        return nn.Linear(d_in, d_out)
-    mods: list[nn.Module] = [nn.Linear(d_in, hidden), nn.GELU()]
-    for _ in range(layers - 1):
-        mods += [nn.Linear(hidden, hidden), nn.GELU()]
-    mods.append(nn.Linear(hidden, d_out))
-    return SkipMLP(nn.Sequential(*mods), d_in, d_out) if skip else nn.Sequential(*mods)
-
-
-class SkipMLP(nn.Module):
-    """``mlp(x) + linear(x)``: a linear path beside the MLP.
-
-    Mapping a feature onto one latent axis and back (η → axis → η) is then a linear
-    function the optimizer finds in a few hundred steps and reproduces exactly; the MLP
-    only learns the nonlinear packing of the remaining features.
-    """
-
-    def __init__(self, mlp: nn.Sequential, d_in: int, d_out: int):
-        super().__init__()
-        self.mlp = mlp
-        self.linear = nn.Linear(d_in, d_out, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(x) + self.linear(x)
-
-
 class SetEncoder(nn.Module):
     """Transformer over the objects of one event: ``(B, M, W)`` + mask → ``(B, M, D)``."""
 
@@ -304,6 +277,7 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         else:
             self.encoder = SetEncoder(d_in, s.hidden_dim, d_lat, s.num_layers, s.num_heads)
         self.quantizer = self._build_quantizer(d_lat)
+        self.decoder_input_dim = d_lat  # the quantizer's output width
         self.out_widths = self.preprocessor.output_widths
         self.decoder = _mlp(d_lat, s.decoder_hidden_dim, sum(self.out_widths), s.decoder_layers, s.linear_skip)
         self.loss_weights = self._feature_loss_weights()

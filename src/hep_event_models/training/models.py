@@ -55,6 +55,20 @@ class ModelArguments:
             "'id' (BERT's free vector per id, which lets a classifier memorise small training sets) or 'id+code'"
         },
     )
+    pair_bias: bool = field(
+        default=False,
+        metadata={
+            "help": "physics-aware attention (ParT): a per-head bias from the pair features (ln ΔR, ln kT, ln z, "
+            "ln m²) of objects decoded from their tokens inside the model"
+        },
+    )
+    mass_readout: bool = field(
+        default=False,
+        metadata={
+            "help": "fine-tuning: give the classifier the invariant masses of the event's object types and type "
+            "pairs, decoded from the tokens (e.g. m(e + mu) = m_4l)"
+        },
+    )
     freeze_backbone: bool = field(default=False, metadata={"help": "fine-tuning: train only the head"})
 
 
@@ -238,6 +252,7 @@ def _encoder_kwargs(model_args: ModelArguments) -> dict:
         "sub_objects": list(model_args.sub_objects) or None,
         "sub_object_layers": model_args.sub_object_layers,
         "token_embedding": model_args.token_embedding,
+        "pair_bias": model_args.pair_bias,
     }
 
 
@@ -279,8 +294,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         model = HepEventForMaskedLM.from_pretrained(model_args.model_name_or_path)
     else:
         model = HepEventForMaskedLM(HepEventConfig.from_tokenizer(tok, **_encoder_kwargs(model_args)))
-        if model.config.token_embedding != "id":
-            model.set_code_vectors(tok)
+        model.set_tokenizer_weights(tok)
     check_vocabulary(model.config, tok)
     train = load_training_data(data_args.train_data, tok, data_args, model.config, data_args.max_train_samples)
     evald = (
@@ -348,13 +362,18 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         if len(data_args.class_weights) != num_labels:
             raise ValueError(f"class_weights needs {num_labels} values, got {data_args.class_weights}")
         extra["class_weights"] = list(data_args.class_weights)
+    if model_args.mass_readout:
+        extra["mass_readout"] = True
     if model_args.model_name_or_path:
+        if model_args.mass_readout:  # a head on a backbone pretrained without kinematics: give it the spec
+            base = HepEventConfig.from_pretrained(model_args.model_name_or_path)
+            if not base.kinematics:
+                extra["kinematics"] = HepEventConfig.from_tokenizer(tok, mass_readout=True).kinematics
         model = HepEventForSequenceClassification.from_pretrained(model_args.model_name_or_path, **extra)
     else:
         cfg = HepEventConfig.from_tokenizer(tok, **_encoder_kwargs(model_args), **extra)
         model = HepEventForSequenceClassification(cfg)
-        if cfg.token_embedding != "id":
-            model.set_code_vectors(tok)
+    model.set_tokenizer_weights(tok)
     check_vocabulary(model.config, tok)
     if model_args.freeze_backbone:
         for p in model.bert.parameters():
