@@ -35,6 +35,9 @@ def bench_models(
     ft_steps = getattr(opts, "models_finetune_steps", None)
     variant = "" if config == "event" and object_pooling is None else f"-{config}-{object_pooling or 'flat'}"
     variant += f"-{embedding}" + (f"-ft{ft_steps}" if ft_steps else "")
+    mass_readout = not getattr(opts, "models_no_mass_readout", False)
+    pair_bias = bool(getattr(opts, "models_pair_bias", False))
+    variant += ("-mass" if mass_readout else "") + ("-pair" if pair_bias else "")
     work = HERE / "_work" / f"models{variant}-scale{scale:g}-{device.replace(':', '')}"
     r = run_demo(
         work,
@@ -46,6 +49,8 @@ def bench_models(
         object_pooling=object_pooling,
         max_length=max_length,
         token_embedding=embedding,
+        mass_readout=mass_readout,
+        pair_bias=pair_bias,
         **({"finetune_steps": ft_steps} if ft_steps else {}),
     )
     s = r["settings"]
@@ -102,6 +107,7 @@ def bench_models(
         else (f" --config {config} --object-pooling {object_pooling} --max-length {max_length}")
     )
     extra += f" --token-embedding {embedding}" + (f" --finetune-steps {ft_steps}" if ft_steps else "")
+    extra += ("" if mass_readout else " --no-mass-readout") + (" --pair-bias" if pair_bias else "")
     md = [
         f"`hep-event-models demo --scale {scale:g} --device {device}{extra}` pipeline: "
         f"{s['train_events']:,} training and "
@@ -117,7 +123,10 @@ def bench_models(
         )
         + ", "
         f"batch {s['batch_size']}, object tokens embedded by {s.get('token_embedding', 'id')} "
-        f"(`HepEventConfig.token_embedding`). Total {r['wall_seconds'] / 60:.0f} min.",
+        f"(`HepEventConfig.token_embedding`)"
+        + (", classifier with the type-set mass readout (`HepEventConfig.mass_readout`)" if mass_readout else "")
+        + (", pair-bias attention (`HepEventConfig.pair_bias`)" if pair_bias else "")
+        + f". Total {r['wall_seconds'] / 60:.0f} min.",
         "",
         f"**Headline** (hzz4l vs zz4l, four leptons, 115 < m_4ℓ < 135 GeV; {head['n_test_signal']:,} test "
         f"signal events), {best['labelled_events']:,} labelled training events:",

@@ -739,6 +739,16 @@ def main(argv=None) -> int:
         "--models-finetune-steps", type=int, default=None, help="models sections: steps per fine-tuning run"
     )
     ap.add_argument(
+        "--models-no-mass-readout",
+        action="store_true",
+        help="models sections: classifier without the type-set mass readout (HepEventConfig.mass_readout)",
+    )
+    ap.add_argument(
+        "--models-pair-bias",
+        action="store_true",
+        help="models sections: pair-bias attention (HepEventConfig.pair_bias)",
+    )
+    ap.add_argument(
         "--models-scale", type=float, default=1.0, help="demo scale of the models section (1: ~10 min on 2 cores)"
     )
     args = ap.parse_args(argv)

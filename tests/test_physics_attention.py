@@ -27,7 +27,7 @@ def _batch(token_data, n=24):
 
 def _model(tok, **kw):
     m = HepEventForSequenceClassification(
-        HepEventConfig.from_tokenizer(tok, **SMALL, num_labels=2, pair_bias=True, mass_readout=True, **kw)
+        HepEventConfig.from_tokenizer(tok, **{**SMALL, **kw}, num_labels=2, pair_bias=True, mass_readout=True)
     )
     m.set_tokenizer_weights(tok)
     return m.eval()
@@ -174,3 +174,28 @@ def test_finetune_with_pair_bias_and_mass_readout(event_tokenizer_dir, token_dat
     k = [s["object"] for s in clf.config.kinematics["objects"]].index("muons")
     for name, v in tok.object_tokenizers["muons"].decoder.state_dict().items():
         torch.testing.assert_close(clf.bert.kinematics.decoders[k].state_dict()[name], v)
+
+
+def test_hierarchical_model_with_pair_bias_and_mass_readout(event_tokenizer, token_data):
+    m = _model(event_tokenizer, object_pooling="attention")
+    batch = _batch(token_data, 8)
+
+    def states():
+        return m.bert(**batch).last_hidden_state
+
+    with torch.no_grad():
+        m.bert.pair_bias.mlp[-1].bias.copy_(torch.tensor([3.0, -3.0]))  # a bias far from 0
+        st = m.bert.structure(batch["token_type_ids"], batch["attention_mask"])
+        mask = m.bert.attention_bias(batch["input_ids"], st, st.unit_mask)
+        logits = m(**batch).logits
+        before = states()
+    U = st.unit_mask.shape[1]
+    assert mask.shape == (8, SMALL["num_attention_heads"], U, U)  # one position per object
+    assert logits.shape == (8, 2) and bool(torch.isfinite(logits).all())
+    assert before.shape[:2] == (8, U)
+    # the bias reaches the objects' states: zeroing it changes them
+    with torch.no_grad():
+        m.bert.pair_bias.mlp[-1].weight.zero_()
+        m.bert.pair_bias.mlp[-1].bias.zero_()
+        obj = st.unit_is_object & st.unit_mask.bool()
+        assert (states() - before)[obj].abs().max() > 1e-3
