@@ -329,17 +329,13 @@ def _training_usage(tok, files: list[str], n_held_out: int) -> dict:
     ``n_held_out`` objects are expected to show if they follow the training frequencies
     (``expected_usage``). Held-out usage well below the expectation means codes the model
     uses in training but the held-out data does not reach; near it, the sample's size."""
-    from hep_event_models.io.reader import EventReader
-    from hep_event_models.training.tokenizer import held_out
+    from hep_event_models.training.tokenizer import training_objects
 
     counts = [np.zeros(k, dtype=np.int64) for k in tok.codebook_sizes]
-    for b in EventReader(files, selection=[tok.object_config], scalars=(), chunk_size=50_000):
-        c = b.collections[tok.object]
-        keep = c.mask & ~held_out(b.event_index, 20)[:, None]
-        if keep.any():
-            codes = tok.encode(c.values[keep])
-            for q, cnt in enumerate(counts):
-                cnt += np.bincount(codes[:, q], minlength=len(cnt))
+    for values in training_objects(tok.object_config, files, val_every=20):
+        codes = tok.encode(values)
+        for q, cnt in enumerate(counts):
+            cnt += np.bincount(codes[:, q], minlength=len(cnt))
     p = [c / max(1, int(c.sum())) for c in counts]
     return {
         "train_usage": [float((c > 0).mean()) for c in counts],

@@ -39,7 +39,7 @@ from torch import nn
 
 from . import schema
 from .config import ObjectConfig
-from .object_tokenizer import TOKENIZER_FORMAT_VERSION, ObjectTokenizerSettings, check_format_version, load_local
+from .object_tokenizer import TOKENIZER_FORMAT_VERSION, ObjectTokenizerSettings, load_local, tokenizer_fields
 from .preprocessing import ObjectPreprocessor
 
 LOOKUP = "lookup"
@@ -119,11 +119,10 @@ class LookupTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         format_version: int = TOKENIZER_FORMAT_VERSION,
     ):
         super().__init__()
-        check_format_version(format_version)
-        self.object_config = ObjectConfig.from_dict(object_config)
+        self.object_config, self.preprocessor, self.settings = tokenizer_fields(
+            object_config, preprocessing, settings, format_version
+        )
         check_discrete(self.object_config)
-        self.preprocessor = ObjectPreprocessor.from_dict(preprocessing, self.object_config)
-        self.settings = ObjectTokenizerSettings.from_dict(settings)
         if self.settings.quantizer != LOOKUP or self.settings.num_quantizers != 1:
             raise ValueError("LookupTokenizer settings need quantizer='lookup' and num_quantizers=1")
         k = self.settings.codebook_sizes[0]

@@ -203,6 +203,16 @@ class ObjectTokenizerSettings:
         return list(cs) if isinstance(cs, (list, tuple)) else [int(cs)] * self.num_quantizers
 
 
+def tokenizer_fields(
+    object_config: dict, preprocessing: dict, settings: dict | None, format_version: int
+) -> tuple[ObjectConfig, ObjectPreprocessor, ObjectTokenizerSettings]:
+    """The parsed constructor arguments every object tokenizer class shares (format version
+    checked): ``(object config, fitted preprocessor, settings)``."""
+    check_format_version(format_version)
+    cfg = ObjectConfig.from_dict(object_config)
+    return cfg, ObjectPreprocessor.from_dict(preprocessing, cfg), ObjectTokenizerSettings.from_dict(settings)
+
+
 def check_format_version(format_version: int) -> None:
     """Raise unless a saved object tokenizer's ``format_version`` is the one this package reads."""
     if int(format_version) != TOKENIZER_FORMAT_VERSION:
@@ -263,10 +273,9 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         format_version: int = TOKENIZER_FORMAT_VERSION,
     ):
         super().__init__()
-        check_format_version(format_version)
-        self.object_config = ObjectConfig.from_dict(object_config)
-        self.preprocessor = ObjectPreprocessor.from_dict(preprocessing, self.object_config)
-        self.settings = ObjectTokenizerSettings.from_dict(settings)
+        self.object_config, self.preprocessor, self.settings = tokenizer_fields(
+            object_config, preprocessing, settings, format_version
+        )
         s = self.settings
         if s.quantizer == "lookup":
             raise ValueError("quantizer 'lookup' makes a LookupTokenizer (lookup_tokenizer), not an ObjectTokenizer")

@@ -46,6 +46,25 @@ def held_out(event_index: np.ndarray, val_every: int) -> np.ndarray:
     return (event_index % val_every) == 0 if val_every > 0 else np.zeros(event_index.shape, bool)
 
 
+def training_objects(
+    cfg: ObjectConfig,
+    data,
+    val_every: int = 20,
+    max_events: int | None = None,
+    chunk_size: int = 50_000,
+    progress: bool = False,
+    desc: str = "",
+):
+    """Stream the real objects ``(n, F)`` of the training events of ``data`` (the events not
+    ``held_out``), one array per reader chunk, in file order."""
+    reader = EventReader(data, selection=[cfg], scalars=(), chunk_size=chunk_size, max_events=max_events)
+    for b in reader.progress(desc or f"read {cfg.object}", progress):
+        c = b.collections[cfg.object]
+        keep = c.mask & ~held_out(b.event_index, val_every)[:, None]
+        if keep.any():
+            yield c.values[keep]
+
+
 def fit_preprocessor(
     cfg: ObjectConfig,
     data,
@@ -65,12 +84,9 @@ def fit_preprocessor(
     classes instead of regression targets (``preprocessing`` module doc).
     """
     pre = ObjectPreprocessor(cfg, seed=seed, raw=raw, linear_angles=linear_angles, regress_integers=regress_integers)
-    reader = EventReader(data, selection=[cfg], scalars=(), chunk_size=chunk_size, max_events=max_events)
-    for b in reader.progress(f"fit preprocessing {cfg.object}", progress):
-        c = b.collections[cfg.object]
-        keep = c.mask & ~held_out(b.event_index, val_every)[:, None]
-        if keep.any():
-            pre.partial_fit(c.values[keep])
+    desc = f"fit preprocessing {cfg.object}"
+    for values in training_objects(cfg, data, val_every, max_events, chunk_size, progress, desc):
+        pre.partial_fit(values)
     return pre.finalize()
 
 
@@ -232,13 +248,10 @@ def fit_lookup_tokenizer(
     parsed = ObjectTokenizerSettings.from_dict(settings)
     pre = ObjectPreprocessor(cfg, seed=seed, regress_integers=parsed.regress_integers)
     counts: dict[tuple, int] = {}
-    reader = EventReader(data, selection=[cfg], scalars=(), chunk_size=chunk_size, max_events=max_events)
-    for b in reader.progress(f"fit {cfg.object} lookup table", progress):
-        c = b.collections[cfg.object]
-        keep = c.mask & ~held_out(b.event_index, val_every)[:, None]
-        if keep.any():
-            pre.partial_fit(c.values[keep])
-            collect_tuples(c.values[keep], counts)
+    desc = f"fit {cfg.object} lookup table"
+    for values in training_objects(cfg, data, val_every, max_events, chunk_size, progress, desc):
+        pre.partial_fit(values)
+        collect_tuples(values, counts)
     pre.finalize()
     where = f"{cfg.object} lookup group {cfg.feature_names}"
     table, row_counts = table_from_counts(counts, parsed.lookup_min_count, max(parsed.codebook_sizes), where)
