@@ -38,6 +38,9 @@ def bench_models(
     mass_readout = not getattr(opts, "models_no_mass_readout", False)
     pair_bias = bool(getattr(opts, "models_pair_bias", False))
     variant += ("-mass" if mass_readout else "") + ("-pair" if pair_bias else "")
+    pooling = getattr(opts, "models_classifier_pooling", None) or "cls"
+    variant += "" if pooling == "cls" else f"-{pooling}pool"
+    label_seeds = 1 if quick else int(getattr(opts, "models_label_seeds", 1) or 1)
     work = HERE / "_work" / f"models{variant}-scale{scale:g}-{device.replace(':', '')}"
     r = run_demo(
         work,
@@ -51,6 +54,8 @@ def bench_models(
         token_embedding=embedding,
         mass_readout=mass_readout,
         pair_bias=pair_bias,
+        classifier_pooling=pooling,
+        label_seeds=label_seeds,
         **({"finetune_steps": ft_steps} if ft_steps else {}),
     )
     s = r["settings"]
@@ -69,9 +74,9 @@ def bench_models(
             "labelled_events": best["labelled_events"],
             "pretrained_auc": best["pretrained_auc"],
             "scratch_auc": best["scratch_auc"],
-            "gbdt_auc": head["gbdt_auc"],
-            "gbdt_decoded_auc": head["gbdt_decoded_auc"],
-            "counts_auc": head["counts_auc"],
+            "gbdt_auc": best["gbdt_auc"],
+            "gbdt_decoded_auc": best["gbdt_decoded_auc"],
+            "counts_auc": best["counts_auc"],
             "n_test_signal": head["n_test_signal"],
             "rejection_at_50": head["rejection_at_50"],
         },
@@ -89,7 +94,13 @@ def bench_models(
                     "gbdt_auc",
                     "gbdt_decoded_auc",
                     "counts_auc",
+                    "seeds",
+                    "scratch_aucs",
+                    "pretrained_aucs",
+                    "gain",
+                    "gain_se",
                 )
+                if k in c
             }
             for c in curve
         ],
@@ -99,7 +110,9 @@ def bench_models(
         "parameters": pre["metrics"].get("parameters"),
         "wall_seconds": r["wall_seconds"],
     }
-    gap = best["pretrained_auc"] - head["gbdt_auc"]
+    gap = best["pretrained_auc"] - best["gbdt_auc"]
+    n_seeds = len(best.get("seeds", [0]))
+    mean_of = f", means over {n_seeds} seeds" if n_seeds > 1 else ""
     smallest = curve[0]
     extra = (
         ""
@@ -108,6 +121,9 @@ def bench_models(
     )
     extra += f" --token-embedding {embedding}" + (f" --finetune-steps {ft_steps}" if ft_steps else "")
     extra += ("" if mass_readout else " --no-mass-readout") + (" --pair-bias" if pair_bias else "")
+    extra += ("" if pooling == "cls" else f" --classifier-pooling {pooling}") + (
+        f" --label-seeds {label_seeds}" if label_seeds > 1 else ""
+    )
     md = [
         f"`hep-event-models demo --scale {scale:g} --device {device}{extra}` pipeline: "
         f"{s['train_events']:,} training and "
@@ -129,32 +145,34 @@ def bench_models(
         + f". Total {r['wall_seconds'] / 60:.0f} min.",
         "",
         f"**Headline** (hzz4l vs zz4l, four leptons, 115 < m_4ℓ < 135 GeV; {head['n_test_signal']:,} test "
-        f"signal events), {best['labelled_events']:,} labelled training events:",
+        f"signal events), {best['labelled_events']:,} labelled training events{mean_of}:",
         "",
         "| classifier | test AUC |",
         "|---|---:|",
         f"| token model, fine-tuned from pretrained | {best['pretrained_auc']:.4f} |",
         f"| token model, from scratch | {best['scratch_auc']:.4f} |",
-        f"| GBDT on continuous features (same events) | {head['gbdt_auc']:.4f} |",
-        f"| GBDT on features decoded from the tokens (same events) | {head['gbdt_decoded_auc']:.4f} |",
-        f"| counts only | {head['counts_auc']:.4f} |",
+        f"| GBDT on continuous features (same number of labelled events) | {best['gbdt_auc']:.4f} |",
+        "| GBDT on features decoded from the tokens (same number of labelled events) | "
+        f"{best['gbdt_decoded_auc']:.4f} |",
+        f"| counts only | {best['counts_auc']:.4f} |",
         "",
         f"Token model − GBDT: {gap:+.4f} (target: within 0.01).",
         "",
-        "**Label efficiency** (headline task, test AUC):",
+        f"**Label efficiency** (headline task, test AUC{mean_of}; pretrained − scratch is the mean of the "
+        "paired differences, same labelled events and seed, ± its standard error):",
         "",
-        "| labelled events | from scratch | from pretrained | GBDT | GBDT, decoded tokens | counts only |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| labelled events | from scratch | from pretrained | pretrained − scratch | GBDT | GBDT, decoded tokens "
+        "| counts only |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     md += [
-        f"| {c['labelled_events']:,} | {c['scratch_auc']:.4f} | {c['pretrained_auc']:.4f} | {c['gbdt_auc']:.4f} | "
-        f"{c['gbdt_decoded_auc']:.4f} | {c['counts_auc']:.4f} |"
+        f"| {c['labelled_events']:,} | {_auc_cell(c, 'scratch')} | {_auc_cell(c, 'pretrained')} | {_gain_cell(c)} | "
+        f"{c['gbdt_auc']:.4f} | {c['gbdt_decoded_auc']:.4f} | {c['counts_auc']:.4f} |"
         for c in curve
     ]
     md += [
         "",
-        f"At the smallest budget ({smallest['labelled_events']:,}) pretrained − scratch = "
-        f"{smallest['pretrained_auc'] - smallest['scratch_auc']:+.4f}.",
+        f"At the smallest budget ({smallest['labelled_events']:,}) pretrained − scratch = {_gain_cell(smallest)}.",
         "",
         "**Inclusive task** (fine-tuned from pretrained on hzz4l vs zz4l, every event, baselines trained the same "
         "way; tested per background, seed 003's generalisation protocol):",
@@ -173,3 +191,14 @@ def bench_models(
         f"loss {pre['loss_first']:.3f} → {pre['loss_last']:.3f}).",
     ]
     return res, "\n".join(md)
+
+
+def _auc_cell(row: dict, kind: str) -> str:
+    """Mean AUC, with the per-seed values when there are several."""
+    aucs = row.get(f"{kind}_aucs") or [row[f"{kind}_auc"]]
+    return f"{row[f'{kind}_auc']:.4f}" + (f" ({', '.join(f'{a:.3f}' for a in aucs)})" if len(aucs) > 1 else "")
+
+
+def _gain_cell(row: dict) -> str:
+    gain = row.get("gain", row["pretrained_auc"] - row["scratch_auc"])
+    return f"{gain:+.4f}" + (f" ± {row['gain_se']:.4f}" if row.get("gain_se") is not None else "")

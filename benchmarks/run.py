@@ -745,6 +745,18 @@ def main(argv=None) -> int:
         help="models sections: pair-bias attention (HepEventConfig.pair_bias)",
     )
     ap.add_argument(
+        "--models-label-seeds",
+        type=int,
+        default=3,
+        help="models sections: fine-tuning runs per label budget (paired pretrained - scratch differences)",
+    )
+    ap.add_argument(
+        "--models-classifier-pooling",
+        choices=("cls", "mean"),
+        default="cls",
+        help="models sections: what the classification head reads (HepEventConfig.classifier_pooling)",
+    )
+    ap.add_argument(
         "--models-scale", type=float, default=1.0, help="demo scale of the models section (1: ~10 min on 2 cores)"
     )
     args = ap.parse_args(argv)

@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from hep_event_models.cli import main
@@ -111,11 +112,13 @@ def test_cli_demo_passes_the_tokenizer_quantizer(monkeypatch, tmp_path):
         raise Stop
 
     monkeypatch.setattr(demo_mod, "run_demo", fake)
-    for extra in ([], ["--tokenizer-quantizer", "rvq"]):
+    for extra in ([], ["--tokenizer-quantizer", "rvq"], ["--label-seeds", "3", "--classifier-pooling", "mean"]):
         with pytest.raises(Stop):
             cli.main(["demo", "--out", str(tmp_path), "--quiet", *extra])
     assert "tokenizer_settings" not in seen[0] and seen[0]["progress"] is False
+    assert seen[0]["label_seeds"] == 1 and seen[0]["classifier_pooling"] == "cls"
     assert seen[1]["tokenizer_settings"] == {"quantizer": "rvq"}
+    assert seen[2]["label_seeds"] == 3 and seen[2]["classifier_pooling"] == "mean"
     assert DemoSettings().tokenizer_settings == {
         "quantizer": "rfsq",
         "fsq_levels": [8, 8, 8, 8],
@@ -124,3 +127,48 @@ def test_cli_demo_passes_the_tokenizer_quantizer(monkeypatch, tmp_path):
         "num_layers": 2,
         "decoder_layers": 3,
     }
+
+
+def test_label_budget_repeats_seeds_and_pairs_the_differences(monkeypatch, tmp_path):
+    """label_seeds=3: three scratch/pretrained pairs (seeds 5, 6, 7), means, the paired gain and
+    its standard error; stages are recorded per seed and reused on a rerun."""
+    import hep_event_models.demo as demo_mod
+
+    calls = []
+    auc = {("scratch", 5): 0.60, ("pretrained", 5): 0.63, ("scratch", 6): 0.70, ("pretrained", 6): 0.71}
+    auc |= {("scratch", 7): 0.65, ("pretrained", 7): 0.67}
+
+    def fake_finetune(out, s, name, data, backgrounds, budget, pretrained, progress):
+        calls.append((name, s.seed, pretrained, budget))
+        return {"eval_auc": 0.5}
+
+    def fake_evaluate(out, s, model, headline, gbdt_events, progress):
+        kind = "pretrained" if "pretrained" in model else "scratch"
+        return {"auc": auc[kind, s.seed], "gbdt_auc": 0.5 + s.seed / 100, "gbdt_decoded_auc": 0.5, "counts_auc": 0.5}
+
+    monkeypatch.setattr(demo_mod, "_finetune_one", fake_finetune)
+    monkeypatch.setattr(demo_mod, "_evaluate_one", fake_evaluate)
+    monkeypatch.setattr(demo_mod, "_strip_roc", lambda r: r)
+    with pytest.raises(ValueError, match="label_seeds"):
+        DemoSettings.from_scale(1.0, label_seeds=0)
+    s = DemoSettings.from_scale(1.0, seed=5, label_seeds=3)
+    st = demo_mod._Stages(tmp_path, s, False, "event")
+    row = demo_mod._label_budget(tmp_path, s, st, 1000, False)
+    assert [c[:3] for c in calls] == [
+        ("headline_scratch_1000", 5, False),
+        ("headline_pretrained_1000", 5, True),
+        ("headline_scratch_1000_seed6", 6, False),
+        ("headline_pretrained_1000_seed6", 6, True),
+        ("headline_scratch_1000_seed7", 7, False),
+        ("headline_pretrained_1000_seed7", 7, True),
+    ]
+    assert row["seeds"] == [5, 6, 7] and row["scratch_aucs"] == [0.60, 0.70, 0.65]
+    assert row["pretrained_auc"] == pytest.approx((0.63 + 0.71 + 0.67) / 3)
+    gains = np.array([0.03, 0.01, 0.02])
+    assert row["gain"] == pytest.approx(gains.mean())
+    assert row["gain_se"] == pytest.approx(gains.std(ddof=1) / np.sqrt(3))
+    assert row["gbdt_auc"] == pytest.approx(0.56)  # the mean over the seeds' GBDTs
+    assert row["pretrained_eval"]["auc"] == 0.63  # the first seed's full evaluation
+    # a rerun reuses every recorded stage
+    row2 = demo_mod._label_budget(tmp_path, s, demo_mod._Stages(tmp_path, s, False, "event"), 1000, False)
+    assert len(calls) == 6 and row2["gain"] == pytest.approx(row["gain"])

@@ -690,3 +690,42 @@ def test_bootstrap_auc_spread_matches_the_analytic_error():
     assert r["diff_std"]["model-counts"] == pytest.approx(np.sqrt(2) * expected, rel=0.25)
     with pytest.raises(ValueError, match="two signal"):
         bootstrap_auc(np.array([1, 0, 0]), {"model": np.zeros(3)})
+
+
+@pytest.mark.parametrize("object_pooling", [None, "attention"])
+def test_mean_pooling_head_reads_the_mean_of_valid_states(event_tokenizer, token_data, tmp_path, object_pooling):
+    """classifier_pooling="mean": the head reads the mean final state of the valid tokens (units)
+    but [CLS]; padding changes nothing; save/load is identical."""
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="classifier_pooling"):
+        HepEventConfig(vocab_size=event_tokenizer.vocab_size, classifier_pooling="max")
+    cfg = HepEventConfig.from_tokenizer(
+        event_tokenizer, **SMALL, num_labels=2, classifier_pooling="mean", object_pooling=object_pooling
+    )
+    m = HepEventForSequenceClassification(cfg).eval()
+    batch = EventClassificationCollator()(_rows(token_data, 8))
+    batch.pop("labels")
+    with torch.no_grad():
+        out = m.bert(**batch, structure=m.bert.structure(batch["token_type_ids"], batch["attention_mask"]))
+        states = out.last_hidden_state
+        if object_pooling:
+            valid = m.bert.structure(batch["token_type_ids"], batch["attention_mask"]).unit_mask.bool()
+        else:
+            valid = batch["attention_mask"].bool()
+        want = torch.stack([states[b, 1:][valid[b, 1:]].mean(0) for b in range(len(states))])
+        torch.testing.assert_close(
+            m.event_state(
+                states, batch["attention_mask"], m.bert.structure(batch["token_type_ids"], batch["attention_mask"])
+            ),
+            want,
+        )
+        logits = m(**batch).logits
+        # 7 more padded positions: same logits
+        pad = {k: torch.nn.functional.pad(v, (0, 7), value=0) for k, v in batch.items()}
+        torch.testing.assert_close(m(**pad).logits, logits, rtol=1e-5, atol=1e-5)
+        # a [CLS]-reading head gives other logits from the same weights
+        m.config.classifier_pooling = "cls"
+        assert not torch.allclose(m(**batch).logits, logits)
+        m.config.classifier_pooling = "mean"
+    loaded = reload_identical(m, batch, tmp_path / "m")
+    assert loaded.config.classifier_pooling == "mean"

@@ -199,3 +199,30 @@ def test_hierarchical_model_with_pair_bias_and_mass_readout(event_tokenizer, tok
         m.bert.pair_bias.mlp[-1].bias.zero_()
         obj = st.unit_is_object & st.unit_mask.bool()
         assert (states() - before)[obj].abs().max() > 1e-3
+
+
+def test_kinematics_stay_float32_under_bf16(event_tokenizer, token_data, tmp_path):
+    """bf16 (cast, autocast, or loaded with dtype) leaves the decoded physics at float32 precision."""
+    m = _model(event_tokenizer)
+    batch = _batch(token_data, 8)
+    with torch.no_grad():
+        st = m.bert.structure(batch["token_type_ids"], batch["attention_mask"])
+        want = m.bert.kinematics(batch["input_ids"], st)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            auto = m.bert.kinematics(batch["input_ids"], st)
+        m.save_pretrained(tmp_path / "m")
+        m.to(torch.bfloat16)
+        assert m.classifier[0].weight.dtype == torch.bfloat16
+        kin = m.bert.kinematics
+        assert {t.dtype for t in [*kin.parameters(), kin.code_table]} == {torch.float32}
+        cast = kin(batch["input_ids"], st)
+        assert m(**batch).logits.dtype == torch.bfloat16  # the rest of the model runs in bf16
+        loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "m", dtype=torch.bfloat16)
+        assert loaded.bert.encoder.layer[0].attention.self.query.weight.dtype == torch.bfloat16
+        lk = loaded.bert.kinematics
+        assert {t.dtype for t in [*lk.parameters(), lk.code_table]} == {torch.float32}
+        from_dtype = lk(batch["input_ids"], st)
+    for got in (auto, cast, from_dtype):
+        assert got.p4.dtype == torch.float32
+        torch.testing.assert_close(got.p4, want.p4, rtol=1e-6, atol=1e-5)
+        torch.testing.assert_close(got.pt, want.pt, rtol=1e-6, atol=1e-5)

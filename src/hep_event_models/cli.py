@@ -374,6 +374,8 @@ def cmd_demo(args) -> int:
         **({"finetune_steps": args.finetune_steps} if args.finetune_steps else {}),
         pair_bias=args.pair_bias,
         mass_readout=args.mass_readout,
+        label_seeds=args.label_seeds,
+        classifier_pooling=args.classifier_pooling,
     )
     head, inc = r["headline"], r["inclusive"]["evaluation"]
     usage = min(
@@ -711,6 +713,19 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="give the classifier the invariant masses of the event's object types and type pairs (default on)",
+    )
+    dm.add_argument(
+        "--label-seeds",
+        type=int,
+        default=1,
+        help="fine-tuning runs per label budget (seeds seed, seed+1, ...): the label-efficiency curve reports "
+        "means and the paired pretrained - scratch difference with its standard error",
+    )
+    dm.add_argument(
+        "--classifier-pooling",
+        choices=["cls", "mean"],
+        default="cls",
+        help="what the classification head reads: the [CLS] state or the mean final state of the tokens",
     )
     dm.add_argument(
         "--tokenizer-quantizer",

@@ -69,6 +69,10 @@ class HepEventConfig(BertConfig):
             embedded by a learned table over ``mass_bins`` bins of ln m (GeV, 0.5 to 5,000),
             interpolated linearly, and added to the ``[CLS]`` state before the head. Attention
             over per-object tokens finds such masses hard to compute from few labels.
+        classifier_pooling: the event state the classification head reads: ``"cls"``, the
+            ``[CLS]`` state (BERT's); ``"mean"``, the mean of the final states of every valid
+            token (unit, for the hierarchical model) but ``[CLS]``: the states masked-object
+            pretraining trains, so a pretrained backbone's features reach the head directly.
         kinematics: ``{"code_dim", "objects": [EventTokenizer.kinematics_sources specs]}``;
             set by ``from_tokenizer`` when ``pair_bias`` or ``mass_readout`` is on.
         Other arguments: as ``transformers.BertConfig`` (smaller defaults).
@@ -103,6 +107,7 @@ class HepEventConfig(BertConfig):
         pair_bias_hidden: int = 64,
         mass_readout: bool = False,
         mass_bins: int = 512,
+        classifier_pooling: str = "cls",
         kinematics: dict | None = None,
         **kwargs,
     ):
@@ -112,6 +117,9 @@ class HepEventConfig(BertConfig):
         self.mass_bins = int(mass_bins)
         if self.mass_bins < 2:
             raise ValueError(f"mass_bins must be >= 2, got {mass_bins}")
+        if classifier_pooling not in ("cls", "mean"):
+            raise ValueError(f"classifier_pooling must be 'cls' or 'mean', got {classifier_pooling!r}")
+        self.classifier_pooling = classifier_pooling
         self.kinematics = kinematics
         if (self.pair_bias or self.mass_readout) and not (kinematics and kinematics.get("objects")):
             raise ValueError(

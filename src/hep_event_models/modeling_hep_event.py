@@ -315,6 +315,10 @@ class HepEventKinematics(nn.Module):
     (``EventTokenizer.kinematics_sources``): an object's quantized latent is the sum of its
     kinematics tokens' code vectors; decoded and inverse-preprocessed it gives pT, η, φ, m.
     ``set_kinematics`` copies the weights in (``from_pretrained`` loads them).
+
+    Always float32: the module refuses casts (``model.to(torch.bfloat16)``, ``.half()``), is
+    loaded in float32 whatever ``dtype`` ``from_pretrained`` gets, and runs outside autocast
+    (bf16 would cost ≈0.4% on every decoded mass). Its outputs are float32.
     """
 
     def __init__(self, config: HepEventConfig):
@@ -332,6 +336,18 @@ class HepEventKinematics(nn.Module):
             for s, d in ((s, s["decoder"]) for s in self.specs)
         )
         self.requires_grad_(False)
+
+    def _apply(self, fn, recurse=True):
+        """Device moves apply, dtype casts do not: a floating tensor keeps its dtype (and its
+        float32 values, never rounded through the requested dtype)."""
+
+        def keep_dtype(t):
+            out = fn(t)
+            if not t.is_floating_point() or out.dtype == t.dtype:
+                return out
+            return out.to(t.dtype) if t.is_meta or out.is_meta else t.to(out.device)
+
+        return super()._apply(keep_dtype, recurse)
 
     @torch.no_grad()
     def set_from(self, sources: list) -> None:
@@ -359,6 +375,10 @@ class HepEventKinematics(nn.Module):
                 "the model decodes kinematics from its tokens but holds no tokenizer weights: call "
                 "model.set_kinematics(tokenizer) after building it from a config"
             )
+        with torch.autocast(input_ids.device.type, enabled=False):
+            return self._decode(input_ids, st)
+
+    def _decode(self, input_ids: torch.Tensor, st: ObjectStructure) -> Kinematics:
         B, L = input_ids.shape
         U = st.unit_mask.shape[1]
         dev, dt = input_ids.device, self.code_table.dtype
@@ -422,7 +442,7 @@ class HepEventPairBias(nn.Module):
         U = kin.valid.shape[1]
         ok = kin.valid[:, :, None] & kin.valid[:, None, :]
         ok = ok & ~torch.eye(U, dtype=torch.bool, device=ok.device)
-        bias = self.mlp(pair_features(kin)) * ok[..., None]
+        bias = self.mlp(pair_features(kin).to(self.mlp[0].weight.dtype)) * ok[..., None]
         return bias.permute(0, 3, 1, 2)
 
 
@@ -654,6 +674,8 @@ class _HepEventInit:
 
     config_class = HepEventConfig
     base_model_prefix = "bert"
+    # the tokenizer copies decode physics: float32 whatever dtype the model is loaded in
+    _keep_in_fp32_modules_strict = ("kinematics",)
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -1048,6 +1070,24 @@ class HepEventForSequenceClassification(_HepEventInit, BertPreTrainedModel):
         self.mass_readout = HepEventMassReadout(config) if config.mass_readout else None
         self.post_init()
 
+    def event_state(
+        self, states: torch.Tensor, attention_mask: torch.Tensor | None, st: ObjectStructure | None
+    ) -> torch.Tensor:
+        """``(B, H)`` the head's input from the encoder's ``(B, N, H)`` final states
+        (``config.classifier_pooling``)."""
+        if self.config.classifier_pooling == "cls":
+            return states[:, 0]
+        if self.config.object_pooling:
+            valid = st.unit_mask.bool()
+        elif attention_mask is not None:
+            valid = attention_mask.bool()
+        else:
+            valid = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
+        valid = valid.clone()
+        valid[:, 0] = False  # [CLS]
+        w = valid.to(states.dtype)[..., None]
+        return (states * w).sum(1) / w.sum(1).clamp(min=1.0)
+
     def forward(
         self,
         input_ids=None,
@@ -1073,7 +1113,7 @@ class HepEventForSequenceClassification(_HepEventInit, BertPreTrainedModel):
             return_dict=True,
             **kwargs,
         )
-        cls = out.last_hidden_state[:, 0]
+        cls = self.event_state(out.last_hidden_state, attention_mask, st)
         if self.mass_readout is not None:
             if kin is None:
                 raise ValueError("the mass readout decodes kinematics from input_ids; pass them, not inputs_embeds")

@@ -69,6 +69,13 @@ class ModelArguments:
             "pairs, decoded from the tokens (e.g. m(e + mu) = m_4l)"
         },
     )
+    classifier_pooling: str = field(
+        default="cls",
+        metadata={
+            "help": "fine-tuning: what the head reads, 'cls' (the [CLS] state) or 'mean' (the mean final state of "
+            "the event's tokens, which masked-object pretraining trains)"
+        },
+    )
     freeze_backbone: bool = field(default=False, metadata={"help": "fine-tuning: train only the head"})
 
 
@@ -364,6 +371,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         extra["class_weights"] = list(data_args.class_weights)
     if model_args.mass_readout:
         extra["mass_readout"] = True
+    extra["classifier_pooling"] = model_args.classifier_pooling
     if model_args.model_name_or_path:
         if model_args.mass_readout:  # a head on a backbone pretrained without kinematics: give it the spec
             base = HepEventConfig.from_pretrained(model_args.model_name_or_path)
