@@ -378,16 +378,19 @@ def cmd_demo(args) -> int:
         classifier_pooling=args.classifier_pooling,
     )
     head, inc = r["headline"], r["inclusive"]["evaluation"]
-    usage = min(
-        min(lv["used_fraction"] / lv.get("reachable_fraction", 1.0) for lv in d["levels"])
-        for d in r["diagnostics"].values()
+    usage, low_obj, low_level = min(
+        (lv["used_fraction"] / lv.get("reachable_fraction", 1.0), name, k)
+        for name, d in r["diagnostics"].items()
+        for k, lv in enumerate(d["levels"])
     )
+    low_n = r["diagnostics"][low_obj].get("n_objects") or 0
     hz = r["physics_after_decode"]["hzz4l"]
     print(
         "\n".join(
             [
                 f"demo finished in {r['wall_seconds'] / 60:.1f} min (all stages); results in {args.out}",
-                f"  tokenizers: lowest codebook usage {usage:.0%} (of the codes reachable); m_4l (H->4l) "
+                f"  tokenizers: lowest codebook usage {usage:.0%} of the codes reachable ({low_obj} level "
+                f"{low_level}, on {low_n:,} held-out objects); m_4l (H->4l) "
                 f"per-event resolution from "
                 f"tokenization {hz['residual']['resolution'] or float('nan'):.3f} GeV",
                 f"  headline (hzz4l vs zz4l, 115<m4l<135): AUC {head['auc']:.3f} ± {head['auc_std']:.3f} "
