@@ -745,6 +745,20 @@ def build_parser() -> argparse.ArgumentParser:
 _HF_COMMANDS = {"pretrain": "cmd_pretrain", "finetune": "cmd_finetune"}
 
 
+def _close_process_group() -> None:
+    """Tear down the torch.distributed process group a torchrun job opened, before exit.
+
+    Left to interpreter shutdown, gloo's worker threads can be destroyed while still joinable,
+    and a rank then dies with ``terminate called without an active exception`` (SIGABRT)
+    after its work is done, which fails the whole torchrun job.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # pretrain/finetune take HfArgumentParser flags (any of ModelArguments, DataArguments,
@@ -753,7 +767,9 @@ def main(argv: list[str] | None = None) -> int:
         rest = argv[1:]
         config = rest.pop(0) if rest and not rest[0].startswith("-") else None
         ns = argparse.Namespace(config=config, overrides=rest)
-        return int(globals()[_HF_COMMANDS[argv[0]]](ns) or 0)
+        rc = int(globals()[_HF_COMMANDS[argv[0]]](ns) or 0)
+        _close_process_group()  # only after success: a barrier after one rank failed would hang
+        return rc
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 
