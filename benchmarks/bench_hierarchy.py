@@ -340,7 +340,7 @@ def _markdown(res: dict) -> str:
             f"variant reaches ≥ {worst:.3f}, so this task ranks the architectures only weakly. A selection where "
             "multiplicities agree (two leptons and ≥ 2 jets in both processes) is the next step.",
         ]
-    md += ["", "Constituent/hit enrichment: not built yet (no row)."]
+    md += ["", "Constituent enrichment is compared in its own section (`constituents`)."]
     return "\n".join(md)
 
 

@@ -67,10 +67,11 @@ def test_shipped_configs_define_groups_covering_every_feature():
         assert groups["kinematics"].feature_names[:3] == ["pt", "eta", "phi"]
         # linear kinematics tokenizers (ObjectTokenizerSettings.num_layers); MLPs elsewhere
         assert groups["kinematics"].extra["tokenizer"] == {"num_layers": 0, "decoder_layers": 0}, name
-        assert all("num_layers" not in g.extra["tokenizer"] for n, g in groups.items() if n != "kinematics")
+        assert all(g.extra["tokenizer"].get("num_layers", 2) > 0 for n, g in groups.items() if n != "kinematics")
     jets = feature_groups(load_object_config("jets"))
     assert list(jets) == ["kinematics", "counts", "shape", "btag"]
-    assert jets["btag"].extra["tokenizer"]["num_quantizers"] == 2
+    # the tagger scores: two levels, an encoder with one hidden layer (jets.yaml)
+    assert jets["btag"].extra["tokenizer"] == {"num_quantizers": 2, "num_layers": 1}
     # the all-discrete groups are lookup tables (exact tokens)
     assert jets["counts"].extra["tokenizer"] == {"quantizer": "lookup"}
     assert feature_groups(load_object_config("tracks"))["hits"].extra["tokenizer"] == {"quantizer": "lookup"}

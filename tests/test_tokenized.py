@@ -7,6 +7,7 @@ import datasets
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 
 from hep_event_models.cli import main
@@ -97,9 +98,12 @@ def test_interrupted_tokenize_resumes_to_identical_output(event_tokenizer_dir, s
     for name in shards:
         assert pq.read_table(part / name).equals(pq.read_table(full / name))
     assert (part / "dataset_manifest.json").exists()
-    # two worker processes (spawned, one tokenizer each) write the same shards as one process
+    # two processes (this one and a spawned worker with its own tokenizer) write the same
+    # shards as one process, and this process's thread count is restored afterwards
     multi = tmp_path / "multi"
+    threads = torch.get_num_threads()
     s = tokenize_dataset(event_tokenizer_dir, small_files, multi, rows_per_shard=1000, num_proc=2, progress=False)
+    assert torch.get_num_threads() == threads
     assert sorted(s["shards_written"]) == shards and s["events"] == 5000
     for name in shards:
         assert pq.read_table(multi / name).equals(pq.read_table(full / name))

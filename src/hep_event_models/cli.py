@@ -518,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, nargs="+", help="HDF5 files or globs")
     t.add_argument("--out", required=True, help="output directory")
     t.add_argument("--format", default="parquet", choices=["parquet", "arrow"])
-    t.add_argument("--num-proc", type=int, default=1, help="worker processes")
+    t.add_argument("--num-proc", type=int, default=1, help="processes writing shards (this one + N-1 spawned)")
     t.add_argument("--shard-index", type=int, default=0, help="this job's index (file-level split)")
     t.add_argument("--num-shards", type=int, default=1, help="number of jobs the input files are split over")
     t.add_argument("--rows-per-shard", type=int, default=250_000, help="events per output shard")

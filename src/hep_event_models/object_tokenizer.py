@@ -487,7 +487,7 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
         if batch_size is None:
             batch_size = CUDA_BATCH if self.device.type == "cuda" else CPU_BATCH
         padded = mask is not None
-        if not padded:
+        if not padded and self.settings.encoder != "mlp":
             values = values[None]
             mask = np.ones(values.shape[:2], dtype=bool)
         if self.settings.quantizer == "rfsq":
@@ -496,11 +496,11 @@ class ObjectTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hep_event_m
             backend = "library" if backend == "library" else "fsq"
         elif backend == "auto":
             backend = "torch" if self.device.type == "cuda" else "faiss"
-        n_real = int(mask.sum())
+        n_real = int(mask.sum()) if mask is not None else len(values)
         codes = np.empty((n_real, self.num_quantizers), dtype=np.int64)
         # MLP encoders see objects alone: chunk over objects; transformers: over events
         if self.settings.encoder == "mlp":
-            real = values[mask]
+            real = values[mask] if mask is not None else values
             for s in range(0, n_real, batch_size):
                 part = real[s : s + batch_size]
                 x = torch.from_numpy(self.preprocessor.forward(part)).to(self.device)
@@ -672,15 +672,17 @@ class FaissResidualSearch:
             self.indexes.append(idx)
 
     def search(self, z: np.ndarray) -> np.ndarray:
-        residual = np.ascontiguousarray(z, dtype=np.float32)
+        residual = np.array(z, dtype=np.float32, order="C")  # a copy: updated in place below
         codes = np.empty((residual.shape[0], len(self.indexes)), dtype=np.int64)
+        last = len(self.indexes) - 1
         for level, (idx, cb) in enumerate(zip(self.indexes, self.codebooks, strict=True)):
             query = residual
             if self.cosine:
                 query = residual / np.maximum(np.linalg.norm(residual, axis=1, keepdims=True), 1e-12)
-            _, ind = idx.search(np.ascontiguousarray(query), 1)
-            codes[:, level] = ind[:, 0]
-            residual = residual - cb[ind[:, 0]]
+            ind = idx.search(query, 1)[1][:, 0]
+            codes[:, level] = ind
+            if level < last:
+                residual -= cb[ind]
         return codes
 
 

@@ -220,18 +220,75 @@ def _init_worker(tokenizer_dir: str, device: str | None, threads: int) -> None:
     from .event_tokenizer import EventTokenizer
 
     torch.set_num_threads(threads)
-    try:
-        import faiss
-
+    faiss = _faiss_module()
+    if faiss:
         faiss.omp_set_num_threads(threads)
-    except ImportError:  # pragma: no cover
-        pass
     _WORKER_TOKENIZER["tokenizer"] = EventTokenizer.from_pretrained(tokenizer_dir, device=device or "cpu")
 
 
 def _worker(shard: Shard, out: str, schema_bytes: bytes, fmt: str, opts: dict) -> dict:
     schema_ = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
     return _write_shard(_WORKER_TOKENIZER["tokenizer"], shard, Path(out), schema_, fmt, opts)
+
+
+def _tokenize_in_processes(tokenizer, tok_dir, device, todo, out, schema_, fmt, opts, num_proc, progress) -> list[dict]:
+    """Write the shards ``todo`` with ``num_proc`` processes: this one and ``num_proc - 1``
+    spawned workers, each taking the next shard when it is free.
+
+    The main process works too rather than waiting on ``num_proc`` workers: it has imported
+    torch and loaded the tokenizer already, and an idle copy of those (~0.4 GiB) would add to
+    the job's memory for nothing. Threads are split evenly between the processes.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    import torch
+
+    nproc = min(num_proc, len(todo))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // nproc)
+    sb = schema_.serialize().to_pybytes()
+    pending = list(reversed(todo))  # pop() takes the next shard in plan order
+    results, running = [], set()
+    bar = tqdm(total=len(todo), desc="tokenize", unit="shard", disable=not progress)
+    saved_threads = torch.get_num_threads()
+    faiss = _faiss_module()
+    saved_faiss = faiss.omp_get_max_threads() if faiss else None
+    try:
+        torch.set_num_threads(threads)
+        if faiss:
+            faiss.omp_set_num_threads(threads)
+        # spawn, not fork: forking a process whose torch/OpenMP thread pools are running can hang
+        with ProcessPoolExecutor(
+            max_workers=nproc - 1,
+            mp_context=mp.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(tok_dir, device, threads),
+        ) as pool:
+            while pending or running:
+                while pending and len(running) < nproc - 1:
+                    running.add(pool.submit(_worker, pending.pop(), str(out), sb, fmt, opts))
+                if pending:  # this process takes a shard while the workers write theirs
+                    results.append(_write_shard(tokenizer, pending.pop(), out, schema_, fmt, opts))
+                    bar.update()
+                done, running = wait(running, timeout=0 if pending else None, return_when=FIRST_COMPLETED)
+                for f in done:
+                    results.append(f.result())
+                    bar.update()
+    finally:
+        bar.close()
+        torch.set_num_threads(saved_threads)
+        if faiss:
+            faiss.omp_set_num_threads(saved_faiss)
+    return results
+
+
+def _faiss_module():
+    try:
+        import faiss
+    except ImportError:  # pragma: no cover
+        return None
+    return faiss
 
 
 def tokenize_dataset(
@@ -259,7 +316,7 @@ def tokenize_dataset(
         data: HDF5 files (path, glob or list).
         out_dir: output directory.
         fmt: ``"parquet"`` or ``"arrow"``.
-        num_proc: worker processes (shards are spread over them).
+        num_proc: processes writing shards: this one and ``num_proc - 1`` spawned workers.
         shard_index, num_shards: this job's share of the input files (``files[i::n]``).
         rows_per_shard: events per output shard.
         device: where the encoders and the code search run (``"cuda"``: torch matmul search
@@ -334,24 +391,7 @@ def tokenize_dataset(
     if num_proc > 1 and len(todo) > 1:
         if tok_dir is None:
             raise ValueError("num_proc > 1 needs the tokenizer as a directory (workers load their own copy)")
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        nproc = min(num_proc, len(todo))
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = max(1, cores // nproc)
-        sb = schema_.serialize().to_pybytes()
-        # spawn, not fork: forking a process whose torch/OpenMP thread pools are running can hang
-        with ProcessPoolExecutor(
-            max_workers=nproc,
-            mp_context=mp.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(tok_dir, device, threads),
-        ) as pool:
-            futs = [pool.submit(_worker, s, str(out), sb, fmt, opts) for s in todo]
-            bar = tqdm(as_completed(futs), total=len(futs), desc="tokenize", unit="shard", disable=not progress)
-            for f in bar:
-                results.append(f.result())
+        results = _tokenize_in_processes(tokenizer, tok_dir, device, todo, out, schema_, fmt, opts, num_proc, progress)
     else:
         for s in tqdm(todo, desc="tokenize", unit="shard", disable=not progress):
             results.append(_write_shard(tokenizer, s, out, schema_, fmt, opts))
