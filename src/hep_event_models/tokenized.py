@@ -235,12 +235,14 @@ def _tokenize_in_processes(tokenizer, tok_dir, device, todo, out, schema_, fmt, 
     """Write the shards ``todo`` with ``num_proc`` processes: this one and ``num_proc - 1``
     spawned workers, each taking the next shard when it is free.
 
-    The main process works too rather than waiting on ``num_proc`` workers: it has imported
-    torch and loaded the tokenizer already, and an idle copy of those (~0.4 GiB) would add to
-    the job's memory for nothing. Threads are split evenly between the processes.
+    This process works too rather than waiting on ``num_proc`` workers: it has imported torch
+    and loaded the tokenizer already, and an idle copy of those (~0.4 GiB) would add to the
+    job's memory for nothing. Its share runs in a thread, so that the main thread can hand
+    the next shard to a worker the moment it is free (the heavy parts, torch, FAISS, Arrow
+    and zstd, release the GIL). Threads are split evenly between the processes.
     """
     import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 
     import torch
 
@@ -249,38 +251,48 @@ def _tokenize_in_processes(tokenizer, tok_dir, device, todo, out, schema_, fmt, 
     threads = max(1, cores // nproc)
     sb = schema_.serialize().to_pybytes()
     pending = list(reversed(todo))  # pop() takes the next shard in plan order
-    results, running = [], set()
+    results, in_pool, here = [], set(), set()
     bar = tqdm(total=len(todo), desc="tokenize", unit="shard", disable=not progress)
     saved_threads = torch.get_num_threads()
-    faiss = _faiss_module()
-    saved_faiss = faiss.omp_get_max_threads() if faiss else None
     try:
         torch.set_num_threads(threads)
-        if faiss:
-            faiss.omp_set_num_threads(threads)
         # spawn, not fork: forking a process whose torch/OpenMP thread pools are running can hang
-        with ProcessPoolExecutor(
-            max_workers=nproc - 1,
-            mp_context=mp.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(tok_dir, device, threads),
-        ) as pool:
-            while pending or running:
-                while pending and len(running) < nproc - 1:
-                    running.add(pool.submit(_worker, pending.pop(), str(out), sb, fmt, opts))
-                if pending:  # this process takes a shard while the workers write theirs
-                    results.append(_write_shard(tokenizer, pending.pop(), out, schema_, fmt, opts))
-                    bar.update()
-                done, running = wait(running, timeout=0 if pending else None, return_when=FIRST_COMPLETED)
+        with (
+            ProcessPoolExecutor(
+                max_workers=nproc - 1,
+                mp_context=mp.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(tok_dir, device, threads),
+            ) as pool,
+            ThreadPoolExecutor(max_workers=1) as local,
+        ):
+            while pending or in_pool or here:
+                # one shard per worker at a time: a queued shard would be out of reach of
+                # whichever process frees up first
+                while pending and len(in_pool) < nproc - 1:
+                    in_pool.add(pool.submit(_worker, pending.pop(), str(out), sb, fmt, opts))
+                if pending and not here:
+                    args = (tokenizer, pending.pop(), out, schema_, fmt, opts, threads)
+                    here.add(local.submit(_write_shard_here, *args))
+                done, _ = wait(in_pool | here, return_when=FIRST_COMPLETED)
                 for f in done:
                     results.append(f.result())
                     bar.update()
+                in_pool -= done
+                here -= done
     finally:
         bar.close()
         torch.set_num_threads(saved_threads)
-        if faiss:
-            faiss.omp_set_num_threads(saved_faiss)
     return results
+
+
+def _write_shard_here(tokenizer, shard: Shard, out: Path, schema_: pa.Schema, fmt: str, opts: dict, threads: int):
+    """``_write_shard`` in a thread of this process, with FAISS held to ``threads`` (OpenMP's
+    thread count is a per-thread setting)."""
+    faiss = _faiss_module()
+    if faiss:
+        faiss.omp_set_num_threads(threads)
+    return _write_shard(tokenizer, shard, out, schema_, fmt, opts)
 
 
 def _faiss_module():
