@@ -200,5 +200,6 @@ def _auc_cell(row: dict, kind: str) -> str:
 
 
 def _gain_cell(row: dict) -> str:
-    gain = row.get("gain", row["pretrained_auc"] - row["scratch_auc"])
-    return f"{gain:+.4f}" + (f" ± {row['gain_se']:.4f}" if row.get("gain_se") is not None else "")
+    from hep_event_models.demo_report import format_gain
+
+    return format_gain(row, digits=4)

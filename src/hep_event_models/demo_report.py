@@ -21,6 +21,14 @@ def _num(x, spec: str = ".3f") -> str:
     return "–" if x is None else format(x, spec)
 
 
+def format_gain(row: dict, digits: int = 3) -> str:
+    """A label-efficiency row's pretrained − scratch difference, ``± standard error`` when the
+    row has several seeds (``demo._label_budget``)."""
+    gain = row.get("gain", row["pretrained_auc"] - row["scratch_auc"])
+    se = row.get("gain_se")
+    return f"{gain:+.{digits}f}" + (f" ± {se:.{digits}f}" if se is not None else "")
+
+
 def _worst(features: dict, key: str, fn) -> tuple[str | None, float | None]:
     vals = [(n, f[key]) for n, f in features.items() if key in f and f[key] is not None]
     if not vals:
@@ -249,13 +257,12 @@ def write_demo_report(out: str | Path, r: dict) -> dict:
     )
     rows = []
     for c in r["label_efficiency"]:
-        gain = c.get("gain", c["pretrained_auc"] - c["scratch_auc"])
         rows.append(
             [
                 f"{c['labelled_events']:,}",
                 _num(c["scratch_auc"]),
                 _num(c["pretrained_auc"]),
-                f"{gain:+.3f}" + (f" ± {c['gain_se']:.3f}" if c.get("gain_se") is not None else ""),
+                format_gain(c),
                 _num(c["gbdt_auc"]),
                 _num(c["gbdt_decoded_auc"]),
                 _num(c["counts_auc"]),

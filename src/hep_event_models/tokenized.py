@@ -220,9 +220,7 @@ def _init_worker(tokenizer_dir: str, device: str | None, threads: int) -> None:
     from .event_tokenizer import EventTokenizer
 
     torch.set_num_threads(threads)
-    faiss = _faiss_module()
-    if faiss:
-        faiss.omp_set_num_threads(threads)
+    _limit_faiss_threads(threads)
     _WORKER_TOKENIZER["tokenizer"] = EventTokenizer.from_pretrained(tokenizer_dir, device=device or "cpu")
 
 
@@ -287,20 +285,18 @@ def _tokenize_in_processes(tokenizer, tok_dir, device, todo, out, schema_, fmt, 
 
 
 def _write_shard_here(tokenizer, shard: Shard, out: Path, schema_: pa.Schema, fmt: str, opts: dict, threads: int):
-    """``_write_shard`` in a thread of this process, with FAISS held to ``threads`` (OpenMP's
-    thread count is a per-thread setting)."""
-    faiss = _faiss_module()
-    if faiss:
-        faiss.omp_set_num_threads(threads)
+    """``_write_shard`` in a thread of this process, with FAISS held to ``threads``."""
+    _limit_faiss_threads(threads)
     return _write_shard(tokenizer, shard, out, schema_, fmt, opts)
 
 
-def _faiss_module():
+def _limit_faiss_threads(threads: int) -> None:
+    """FAISS's OpenMP thread count for the calling thread (a per-thread setting)."""
     try:
         import faiss
     except ImportError:  # pragma: no cover
-        return None
-    return faiss
+        return
+    faiss.omp_set_num_threads(threads)
 
 
 def tokenize_dataset(
