@@ -170,7 +170,20 @@ def shard_metadata(path: str | Path) -> dict:
     return json.loads(md[META_KEY])
 
 
-def _write_shard(tokenizer, shard: Shard, out: Path, schema_: pa.Schema, fmt: str, opts: dict) -> dict:
+@dataclass(frozen=True)
+class _ShardTarget:
+    """Where and how a tokenize job writes its shards: the output directory, the Arrow
+    schema, the format (``"parquet"`` or ``"arrow"``) and the encoding options
+    (``chunk_size``, ``max_length``, ``truncation``, ``m4l_window``). Picklable, for workers."""
+
+    out: Path
+    schema: pa.Schema
+    fmt: str
+    opts: dict
+
+
+def _write_shard(tokenizer, shard: Shard, target: _ShardTarget) -> dict:
+    out, schema_, fmt, opts = target.out, target.schema, target.fmt, target.opts
     final = out / shard.name
     tmp = out / f".{shard.name}.tmp"
     reader = tokenizer.reader(
@@ -224,14 +237,16 @@ def _init_worker(tokenizer_dir: str, device: str | None, threads: int) -> None:
     _WORKER_TOKENIZER["tokenizer"] = EventTokenizer.from_pretrained(tokenizer_dir, device=device or "cpu")
 
 
-def _worker(shard: Shard, out: str, schema_bytes: bytes, fmt: str, opts: dict) -> dict:
-    schema_ = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
-    return _write_shard(_WORKER_TOKENIZER["tokenizer"], shard, Path(out), schema_, fmt, opts)
+def _worker(shard: Shard, target: _ShardTarget) -> dict:
+    return _write_shard(_WORKER_TOKENIZER["tokenizer"], shard, target)
 
 
-def _tokenize_in_processes(tokenizer, tok_dir, device, todo, out, schema_, fmt, opts, num_proc, progress) -> list[dict]:
-    """Write the shards ``todo`` with ``num_proc`` processes: this one and ``num_proc - 1``
-    spawned workers, each taking the next shard when it is free.
+def _tokenize_in_processes(
+    tokenizer, tok_dir: str, device: str | None, todo: list[Shard], target: _ShardTarget, num_proc: int, progress: bool
+) -> list[dict]:
+    """Write the shards ``todo`` to ``target`` with ``num_proc`` processes: this one (with
+    ``tokenizer``) and ``num_proc - 1`` spawned workers (each loading ``tok_dir`` on
+    ``device``), each taking the next shard when it is free.
 
     This process works too rather than waiting on ``num_proc`` workers: it has imported torch
     and loaded the tokenizer already, and an idle copy of those (~0.4 GiB) would add to the
@@ -247,7 +262,6 @@ def _tokenize_in_processes(tokenizer, tok_dir, device, todo, out, schema_, fmt, 
     nproc = min(num_proc, len(todo))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // nproc)
-    sb = schema_.serialize().to_pybytes()
     pending = list(reversed(todo))  # pop() takes the next shard in plan order
     results, in_pool, here = [], set(), set()
     bar = tqdm(total=len(todo), desc="tokenize", unit="shard", disable=not progress)
@@ -268,10 +282,9 @@ def _tokenize_in_processes(tokenizer, tok_dir, device, todo, out, schema_, fmt, 
                 # one shard per worker at a time: a queued shard would be out of reach of
                 # whichever process frees up first
                 while pending and len(in_pool) < nproc - 1:
-                    in_pool.add(pool.submit(_worker, pending.pop(), str(out), sb, fmt, opts))
+                    in_pool.add(pool.submit(_worker, pending.pop(), target))
                 if pending and not here:
-                    args = (tokenizer, pending.pop(), out, schema_, fmt, opts, threads)
-                    here.add(local.submit(_write_shard_here, *args))
+                    here.add(local.submit(_write_shard_here, tokenizer, pending.pop(), target, threads))
                 done, _ = wait(in_pool | here, return_when=FIRST_COMPLETED)
                 for f in done:
                     results.append(f.result())
@@ -284,10 +297,10 @@ def _tokenize_in_processes(tokenizer, tok_dir, device, todo, out, schema_, fmt, 
     return results
 
 
-def _write_shard_here(tokenizer, shard: Shard, out: Path, schema_: pa.Schema, fmt: str, opts: dict, threads: int):
+def _write_shard_here(tokenizer, shard: Shard, target: _ShardTarget, threads: int) -> dict:
     """``_write_shard`` in a thread of this process, with FAISS held to ``threads``."""
     _limit_faiss_threads(threads)
-    return _write_shard(tokenizer, shard, out, schema_, fmt, opts)
+    return _write_shard(tokenizer, shard, target)
 
 
 def _limit_faiss_threads(threads: int) -> None:
@@ -387,22 +400,22 @@ def tokenize_dataset(
             skipped.append(s.name)
         else:
             todo.append(s)
-    schema_ = arrow_schema(tokenizer, selection, subs)
     opts = {
         "chunk_size": chunk_size,
         "max_length": max_length,
         "truncation": truncation,
         "m4l_window": None if m4l_window is None else tuple(float(x) for x in m4l_window),
     }
+    target = _ShardTarget(out, arrow_schema(tokenizer, selection, subs), fmt, opts)
     t0 = time.perf_counter()
     results = []
     if num_proc > 1 and len(todo) > 1:
         if tok_dir is None:
             raise ValueError("num_proc > 1 needs the tokenizer as a directory (workers load their own copy)")
-        results = _tokenize_in_processes(tokenizer, tok_dir, device, todo, out, schema_, fmt, opts, num_proc, progress)
+        results = _tokenize_in_processes(tokenizer, tok_dir, device, todo, target, num_proc, progress)
     else:
         for s in tqdm(todo, desc="tokenize", unit="shard", disable=not progress):
-            results.append(_write_shard(tokenizer, s, out, schema_, fmt, opts))
+            results.append(_write_shard(tokenizer, s, target))
     seconds = time.perf_counter() - t0
     n_events = sum(r["events"] for r in results)
     n_tokens = sum(r["tokens"] for r in results)
