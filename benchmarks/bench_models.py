@@ -34,7 +34,8 @@ def bench_models(
     embedding = getattr(opts, "models_token_embedding", None) or "code"
     ft_steps = getattr(opts, "models_finetune_steps", None)
     variant = "" if config == "event" and object_pooling is None else f"-{config}-{object_pooling or 'flat'}"
-    variant += f"-{embedding}" + (f"-ft{ft_steps}" if ft_steps else "")
+    pt_steps = getattr(opts, "models_pretrain_steps", None)
+    variant += f"-{embedding}" + (f"-ft{ft_steps}" if ft_steps else "") + (f"-pt{pt_steps}" if pt_steps else "")
     mass_readout = not getattr(opts, "models_no_mass_readout", False)
     pair_bias = bool(getattr(opts, "models_pair_bias", False))
     variant += ("-mass" if mass_readout else "") + ("-pair" if pair_bias else "")
@@ -57,6 +58,7 @@ def bench_models(
         classifier_pooling=pooling,
         label_seeds=label_seeds,
         **({"finetune_steps": ft_steps} if ft_steps else {}),
+        **({"pretrain_steps": pt_steps} if pt_steps else {}),
     )
     s = r["settings"]
     head = r["headline"]
@@ -120,6 +122,7 @@ def bench_models(
         else (f" --config {config} --object-pooling {object_pooling} --max-length {max_length}")
     )
     extra += f" --token-embedding {embedding}" + (f" --finetune-steps {ft_steps}" if ft_steps else "")
+    extra += f" --pretrain-steps {pt_steps}" if pt_steps else ""
     extra += ("" if mass_readout else " --no-mass-readout") + (" --pair-bias" if pair_bias else "")
     extra += ("" if pooling == "cls" else f" --classifier-pooling {pooling}") + (
         f" --label-seeds {label_seeds}" if label_seeds > 1 else ""

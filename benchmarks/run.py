@@ -735,6 +735,12 @@ def main(argv=None) -> int:
         "--models-finetune-steps", type=int, default=None, help="models sections: steps per fine-tuning run"
     )
     ap.add_argument(
+        "--models-pretrain-steps",
+        type=int,
+        default=None,
+        help="models sections: masked-token pretraining steps (default: the demo's, 300 at scale 1)",
+    )
+    ap.add_argument(
         "--models-no-mass-readout",
         action="store_true",
         help="models sections: classifier without the type-set mass readout (HepEventConfig.mass_readout)",

@@ -112,13 +112,20 @@ def test_cli_demo_passes_the_tokenizer_quantizer(monkeypatch, tmp_path):
         raise Stop
 
     monkeypatch.setattr(demo_mod, "run_demo", fake)
-    for extra in ([], ["--tokenizer-quantizer", "rvq"], ["--label-seeds", "3", "--classifier-pooling", "mean"]):
+    runs = (
+        [],
+        ["--tokenizer-quantizer", "rvq"],
+        ["--label-seeds", "3", "--classifier-pooling", "mean", "--pretrain-steps", "3000"],
+    )
+    for extra in runs:
         with pytest.raises(Stop):
             cli.main(["demo", "--out", str(tmp_path), "--quiet", *extra])
     assert "tokenizer_settings" not in seen[0] and seen[0]["progress"] is False
     assert seen[0]["label_seeds"] == 1 and seen[0]["classifier_pooling"] == "cls"
+    assert "pretrain_steps" not in seen[0]  # the scale decides (300 at scale 1)
     assert seen[1]["tokenizer_settings"] == {"quantizer": "rvq"}
     assert seen[2]["label_seeds"] == 3 and seen[2]["classifier_pooling"] == "mean"
+    assert seen[2]["pretrain_steps"] == 3000
     assert DemoSettings().tokenizer_settings == {
         "quantizer": "rfsq",
         "fsq_levels": [8, 8, 8, 8],

@@ -372,6 +372,7 @@ def cmd_demo(args) -> int:
         **({"max_length": args.max_length} if args.max_length else {}),
         **({"token_embedding": args.token_embedding} if args.token_embedding else {}),
         **({"finetune_steps": args.finetune_steps} if args.finetune_steps else {}),
+        **({"pretrain_steps": args.pretrain_steps} if args.pretrain_steps else {}),
         pair_bias=args.pair_bias,
         mass_readout=args.mass_readout,
         label_seeds=args.label_seeds,
@@ -706,6 +707,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="how the event model embeds object tokens (default: code, from the tokenizer's code vectors)",
     )
     dm.add_argument("--finetune-steps", type=int, default=None, help="steps of every fine-tuning run (default 150)")
+    dm.add_argument(
+        "--pretrain-steps", type=int, default=None, help="masked-token pretraining steps (default 300 × scale)"
+    )
     dm.add_argument(
         "--pair-bias",
         action="store_true",
