@@ -109,6 +109,7 @@ def bench_models(
         "pretrain_tokens_per_s": pre["tokens_per_second"],
         "pretrain_events_per_s": pre["events_per_second"],
         "pretrain_loss": [pre["loss_first"], pre["loss_last"]],
+        "pretrain_context": pre["metrics"].get("masked_token_context"),
         "parameters": pre["metrics"].get("parameters"),
         "wall_seconds": r["wall_seconds"],
     }
@@ -193,6 +194,16 @@ def bench_models(
         f"({pre['events_per_second']:,.0f} events/s, {pre['mean_tokens_per_event']:.0f} tokens/event, "
         f"loss {pre['loss_first']:.3f} → {pre['loss_last']:.3f}).",
     ]
+    ctx = res["pretrain_context"]
+    if ctx:  # work directories pretrained before 2026-11-30 lack it
+        per_level = ", ".join(f"{k} {v['context_gain_nats']:+.3f}" for k, v in ctx["per_level"].items())
+        md += [
+            "",
+            f"**Masked-token context** (`training.models.masked_token_context`, {ctx['events']:,} events): "
+            f"pretrained loss {ctx['model_nats']:.3f} nats per masked token against {ctx['unigram_nats']:.3f} "
+            f"for the code frequencies of each token's block, a gain of {ctx['context_gain_nats']:+.3f} "
+            f"(per level: {per_level}).",
+        ]
     return res, "\n".join(md)
 
 

@@ -81,6 +81,9 @@ def test_tiny_demo_end_to_end(tmp_path, event_config):
     assert abs(hz["original"]["median"] - 125.0) < 1.5 and 0.5 < hz["original"]["width"] < 4.0
     assert abs(r["physics_after_decode"]["dy"]["original"]["median"] - 91.0) < 1.5
     assert r["pretrain"]["tokens_per_second"] > 0 and math.isfinite(r["pretrain"]["loss_last"])
+    ctx = r["pretrain"]["metrics"]["masked_token_context"]  # the backbone against the code frequencies
+    assert ctx["masked_tokens"] > 0 and math.isfinite(ctx["context_gain_nats"])
+    assert f"{ctx['context_gain_nats']:+.3f} nats/token" in md and "context gain" in md
     assert r["tokenized"]["headline"]["selection"].startswith("four leptons")
     assert 0 < r["tokenized"]["headline"]["events"] < r["tokenized"]["all"]["events"]
     # a rerun skips every finished stage and gives the same numbers

@@ -201,6 +201,14 @@ def test_short_pretraining_lowers_the_loss_and_resumes(event_tokenizer, token_da
     unigram = _mlm_eval_loss(event_tokenizer, token_data, None, unigram=True)
     assert after < before - 0.15 and after < unigram + 0.05, (before, after, unigram)
     assert metrics["eval_loss"] < before
+    # the same comparison, reported by pretrain on the eval events (256 of them)
+    ctx = metrics["masked_token_context"]
+    assert ctx["events"] == 256 and ctx["masked_tokens"] > 1000
+    assert ctx["context_gain_nats"] == pytest.approx(ctx["unigram_nats"] - ctx["model_nats"])
+    assert abs(ctx["model_nats"] - after) < 0.3 and abs(ctx["unigram_nats"] - unigram) < 0.3, (ctx, after, unigram)
+    assert set(ctx["per_level"]) >= {"0", "1"}
+    assert sum(v["masked_tokens"] for v in ctx["per_level"].values()) == ctx["masked_tokens"]
+    assert "masked-token context gain" in (out / "README.md").read_text()  # the model card says it
     assert (out / "model.safetensors").exists() and (out / "tokenizer" / "tokenizer_config.json").exists()
     assert isinstance(AutoModelForMaskedLM.from_pretrained(out), HepEventForMaskedLM)
     # resume from the middle checkpoint: continues at step 80 → 160 without error
@@ -208,6 +216,29 @@ def test_short_pretraining_lowers_the_loss_and_resumes(event_tokenizer, token_da
     pretrain(model, data, args)
     state = json.loads((out / "checkpoint-160" / "trainer_state.json").read_text())
     assert state["global_step"] == 160 and state["log_history"][0]["step"] == 20
+
+
+def test_masked_token_context_matches_the_loss_and_hand_counted_frequencies(event_tokenizer, token_data):
+    """``masked_token_context`` on one fixed batch: the model's nats are the forward loss of
+    that batch, the unigram's the hand-counted code frequencies per block."""
+    from hep_event_models.training.models import masked_token_context
+
+    torch.manual_seed(0)
+    model = HepEventForMaskedLM(HepEventConfig.from_tokenizer(event_tokenizer, **SMALL)).eval()
+    rows = _rows(token_data, 128)
+    ctx = masked_token_context(
+        model, rows, count_dataset=load_tokenized(token_data["dir"]), seed=5, max_events=128, batch_size=128
+    )
+    batch = EventMLMCollator.from_config(model.config, mlm_probability=0.3, seed=5)(rows)
+    with torch.no_grad():
+        loss = float(model(**batch).loss)
+    assert ctx["events"] == 128 and ctx["masked_tokens"] == int((batch["labels"] != -100).sum())
+    assert ctx["model_nats"] == pytest.approx(loss, abs=1e-4)
+    hand = _mlm_eval_loss(event_tokenizer, token_data, None, unigram=True)  # same rows, seed and masks
+    assert ctx["unigram_nats"] == pytest.approx(hand, abs=0.01)  # add-½ smoothing apart
+    assert ctx["model_nats"] > ctx["unigram_nats"]  # an untrained model knows not even the frequencies
+    for level in ctx["per_level"].values():
+        assert level["context_gain_nats"] == pytest.approx(level["unigram_nats"] - level["model_nats"])
 
 
 def _mlm_eval_loss(tok, token_data, model_dir, unigram=False):

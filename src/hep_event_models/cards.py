@@ -117,6 +117,13 @@ def event_model_card(
     ]
     if training.get("data"):
         lines.append(f"- data: {training['data']}")
+    ctx = training.get("masked_token_context")
+    if ctx:
+        lines.append(
+            f"- masked-token context gain: {ctx['context_gain_nats']:+.3f} nats per masked token (loss "
+            f"{ctx['model_nats']:.3f} against {ctx['unigram_nats']:.3f} for the code frequencies of each token's "
+            f"block, {ctx['events']:,} events; near 0: the model has learnt little beyond the code frequencies)"
+        )
     embedding = {
         "id": "id (a free vector per id)",
         "code": "code vector (a learned map of the tokenizer's codebook entry)",

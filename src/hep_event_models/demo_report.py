@@ -17,6 +17,23 @@ def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
+def _context_sentence(ctx: dict) -> str:
+    """What ``masked_token_context`` says about a pretrained backbone, in words."""
+    text = (
+        f"On the masked tokens of {ctx['events']:,} events the model's loss is {_num(ctx['model_nats'])} nats per "
+        f"token; predicting each token from the frequencies of the codes of its block (the unigram baseline, "
+        f"which sees nothing of the event) gives {_num(ctx['unigram_nats'])}. The context gain is "
+        f"{_num(ctx['context_gain_nats'], '+.3f')} nats per masked token."
+    )
+    if ctx["context_gain_nats"] < 0.1:
+        text += (
+            " The backbone has learnt the code frequencies and little of the event around a masked object, so "
+            "it has little to give fine-tuning; pretraining at this scale is a check of the machinery, not a "
+            "foundation model."
+        )
+    return text
+
+
 def _num(x, spec: str = ".3f") -> str:
     return "–" if x is None else format(x, spec)
 
@@ -102,6 +119,17 @@ def write_demo_report(out: str | Path, r: dict) -> dict:
             f"{r['pretrain']['tokens_per_second']:,.0f} tokens/s",
             f"{r['pretrain']['metrics'].get('parameters', 0):,} parameters",
         ],
+        *(
+            [
+                [
+                    "masked-token context gain of the pretrained backbone",
+                    f"{ctx['context_gain_nats']:+.3f} nats/token",
+                    f"loss {_num(ctx['model_nats'])} against {_num(ctx['unigram_nats'])} for the code frequencies",
+                ]
+            ]
+            if (ctx := r["pretrain"]["metrics"].get("masked_token_context"))
+            else []
+        ),
         [
             "tokenization HDF5 → Parquet",
             f"{_num(r['tokenized']['all']['objects_per_s'], ',.0f')} objects/s",
@@ -243,6 +271,23 @@ def write_demo_report(out: str | Path, r: dict) -> dict:
         f"{pre['tokens_per_second']:,.0f} tokens/s ({pre['events_per_second']:,.0f} events/s) on "
         f"{s['device']}."
     )
+    ctx = pre["metrics"].get("masked_token_context")
+    if ctx:  # results of runs before 2026-11-30 lack it
+        rep.paragraph(_context_sentence(ctx))
+        rep.table(
+            ["level", "masked tokens", "model (nats)", "code frequencies (nats)", "context gain (nats)"],
+            [
+                [
+                    level,
+                    f"{v['masked_tokens']:,}",
+                    _num(v["model_nats"]),
+                    _num(v["unigram_nats"]),
+                    _num(v["context_gain_nats"], "+.3f"),
+                ]
+                for level, v in ctx["per_level"].items()
+            ],
+            align="lrrrr",
+        )
 
     # -- classification ---------------------------------------------------------------------------------
     rep.heading("6. Classification")

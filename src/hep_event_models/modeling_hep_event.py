@@ -992,6 +992,10 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
     def _block_softmax_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of ``labels`` ``(N,)`` given masked states ``hidden`` ``(N, H)``,
         each with a softmax over its own label's id block (labels in no block: every id)."""
+        return -self._block_log_probs(hidden, labels).sum() / labels.numel()
+
+    def _block_log_probs(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` float32 log-probability of each label under the softmax over its id block."""
         pred = self.cls.predictions
         h = pred.transform(hidden)
         weight, bias = pred.decoder.weight, pred.decoder.bias
@@ -1001,15 +1005,37 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
         b_parts = torch.split(bias, self._segment_sizes)
         starts = torch.tensor(self._segment_starts, device=labels.device)
         segments = torch.bucketize(labels, starts, right=True) - 1  # starts[k] <= label < starts[k + 1]
-        total = h.new_zeros((), dtype=torch.float32)
+        out = h.new_zeros(labels.shape, dtype=torch.float32)
         for k in torch.unique(segments).tolist():
             rows = segments == k
             if self._segment_in_block[k]:
                 logits, target = h[rows] @ w_parts[k].T + b_parts[k], labels[rows] - self._segment_starts[k]
             else:  # a label outside every block: softmax over every id
                 logits, target = h[rows] @ weight.T + bias, labels[rows]
-            total = total + nn.functional.cross_entropy(logits.float(), target, reduction="sum")
-        return total / labels.numel()
+            lp = torch.log_softmax(logits.float(), dim=-1).gather(1, target[:, None]).squeeze(1)
+            out = out.index_put((rows,), lp)
+        return out
+
+    @torch.no_grad()
+    def masked_token_log_probs(
+        self, input_ids, labels, attention_mask=None, token_type_ids=None, **kwargs
+    ) -> torch.Tensor:
+        """``(N,)`` natural-log probability the model gives the true id of every masked token
+        (``labels != -100``, in row-major order), under the softmax its loss uses: the token's
+        id block (``config.mlm_softmax`` "block") or every id ("full"). ``-mean`` of it is the
+        masked-token loss of ``forward``."""
+        st = self.bert.structure(token_type_ids, attention_mask) if self.config.object_pooling else None
+        if st is not None:
+            kwargs["structure"] = st
+        out = self.bert(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=True, **kwargs
+        )
+        sel = labels != -100
+        states = self._token_states(out.last_hidden_state, st, sel)
+        if self.config.mlm_softmax == "block":
+            return self._block_log_probs(states, labels[sel])
+        logits = self.cls(states).float()
+        return torch.log_softmax(logits, dim=-1).gather(1, labels[sel][:, None]).squeeze(1)
 
     def forward(
         self,

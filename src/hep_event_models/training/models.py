@@ -11,6 +11,7 @@ Tokenizer, dataset and model fingerprints are checked before training starts.
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -221,6 +222,95 @@ def sub_object_gate_report(model, dataset, collator, n_batches: int = 4, batch_s
     return {k: float(np.mean(v)) for k, v in sums.items()}
 
 
+def masked_token_context(
+    model,
+    dataset,
+    count_dataset=None,
+    mlm_probability: float = 0.3,
+    max_events: int = 2_000,
+    count_events: int = 20_000,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> dict:
+    """How much of the event around a masked object a ``HepEventForMaskedLM`` uses: its
+    masked-token loss against the marginal (unigram) baseline, in nats per masked token.
+
+    The unigram baseline predicts a masked token from the frequency of its id within its id
+    block (within every id for ``config.mlm_softmax == "full"``), counted over the first
+    ``count_events`` events of ``count_dataset`` (default ``dataset``; add-½ smoothing). Both
+    are evaluated on the masked tokens of ``max_events`` events of ``dataset``, masked by an
+    ``EventMLMCollator`` seeded with ``seed`` (every model gets the same masks). Events are a
+    random subset (drawn with ``seed``, in dataset order) of a dataset with a length (tokenized
+    datasets are ordered by file, often one process per file), else its first events.
+    ``context_gain_nats = unigram_nats - model_nats``: 0 means the model has learnt the code
+    frequencies and nothing of the event; a model worse than the frequencies is negative.
+
+    Returns ``{"events", "masked_tokens", "model_nats", "unigram_nats", "context_gain_nats",
+    "per_level": {level: same keys but events}}``, levels ``"0"``, ``"1"``, … for object
+    tokens and ``"context"`` for event-context tokens.
+    """
+    import torch
+
+    from ..collators import EventMLMCollator, _block_tables
+
+    cfg = model.config
+    block_of, starts, sizes, levels = _block_tables(cfg.token_blocks, cfg.vocab_size)
+    counts = np.zeros(cfg.vocab_size, dtype=np.float64)
+    for row in _sample_rows(count_dataset if count_dataset is not None else dataset, count_events, seed):
+        counts += np.bincount(np.asarray(row["input_ids"], dtype=np.int64), minlength=cfg.vocab_size)
+    if cfg.mlm_softmax == "block":
+        seg_start, seg_size = starts.numpy(), sizes.numpy()
+        seg_total = np.array([counts[a : a + n].sum() for a, n in zip(seg_start, seg_size, strict=True)])
+    collator = EventMLMCollator.from_config(cfg, mlm_probability=mlm_probability, seed=seed)
+    device = next(model.parameters()).device
+    model_lp, uni_lp, level_of = [], [], []
+
+    def score(rows: list[dict]) -> None:
+        batch = {k: v.to(device) for k, v in collator(rows).items() if isinstance(v, torch.Tensor)}
+        labels = batch.pop("labels")
+        model_lp.append(model.masked_token_log_probs(labels=labels, **batch).cpu().numpy())
+        lab = labels[labels != -100].cpu()
+        blk = block_of[lab].numpy()
+        c = counts[lab.numpy()] + 0.5
+        if cfg.mlm_softmax == "block":
+            uni_lp.append(np.log(c / (seg_total[blk] + 0.5 * seg_size[blk])))
+        else:
+            uni_lp.append(np.log(c / (counts.sum() + 0.5 * cfg.vocab_size)))
+        level_of.append(levels[blk].numpy())
+
+    was_training = model.training
+    model.eval()
+    rows, seen = [], 0
+    for row in _sample_rows(dataset, max_events, seed):
+        rows.append(row)
+        seen += 1
+        if len(rows) == batch_size:
+            score(rows)
+            rows = []
+    if rows:
+        score(rows)
+    model.train(was_training)
+    m, u, lv = (np.concatenate(x) if x else np.zeros(0) for x in (model_lp, uni_lp, level_of))
+
+    def summary(sel) -> dict:
+        n = int(sel.sum())
+        mn, un = (float(-m[sel].mean()), float(-u[sel].mean())) if n else (float("nan"), float("nan"))
+        return {"masked_tokens": n, "model_nats": mn, "unigram_nats": un, "context_gain_nats": un - mn}
+
+    out = {"events": seen, **summary(np.ones(len(m), dtype=bool))}
+    out["per_level"] = {("context" if k < 0 else str(int(k))): summary(lv == k) for k in sorted(set(lv.tolist()))}
+    return out
+
+
+def _sample_rows(dataset, n: int, seed: int):
+    """``n`` rows of ``dataset``: a random subset, in dataset order, of one with a length (a
+    ``datasets.Dataset`` or a list); the first ``n`` of an iterable one."""
+    if hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__"):
+        idx = np.sort(np.random.default_rng(seed).permutation(len(dataset))[:n])
+        return dataset.select(idx) if hasattr(dataset, "select") else [dataset[int(i)] for i in idx]
+    return itertools.islice(dataset, n)
+
+
 def _trainer_args(training_args, **changes):
     """A copy of ``training_args`` for our Trainers (the caller's object is left as given)."""
     import copy
@@ -283,8 +373,10 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     """Masked-token pretraining of ``HepEventForMaskedLM`` with whole-object masking.
 
     Saves the model (and a copy of the tokenizer in ``output_dir/tokenizer``) to
-    ``training_args.output_dir``; returns train (and eval) metrics. ``callbacks``: extra
-    ``transformers.TrainerCallback`` objects (e.g. ``loss_history()``).
+    ``training_args.output_dir``; returns train (and eval) metrics and, from the main process,
+    ``masked_token_context`` (the masked-token loss against the code frequencies, on the eval
+    set or else the training set). ``callbacks``: extra ``transformers.TrainerCallback``
+    objects (e.g. ``loss_history()``).
     """
     import torch
     from transformers import Trainer
@@ -330,6 +422,15 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     if gates:
         metrics["sub_object_gates"] = gates
     if trainer.is_world_process_zero():
+        # the masked-token loss means little alone: against the code frequencies it says
+        # whether the backbone has learnt anything of the event around a masked object
+        metrics["masked_token_context"] = masked_token_context(
+            model,
+            evald if evald is not None else train,
+            count_dataset=train,
+            mlm_probability=data_args.mlm_probability,
+            seed=training_args.seed,
+        )
         tok.save_pretrained(Path(training_args.output_dir) / "tokenizer")
         _write_json(Path(training_args.output_dir) / "pretrain_metrics.json", metrics)
         _write_card(trainer.model, metrics, data_args, training_args.output_dir)
