@@ -236,7 +236,7 @@ def masked_token_context(
     masked-token loss against the marginal (unigram) baseline, in nats per masked token.
 
     The unigram baseline predicts a masked token from the frequency of its id within its id
-    block (within every id for ``config.mlm_softmax == "full"``), counted over the first
+    block (within every id for ``config.mlm_softmax == "full"``), counted over
     ``count_events`` events of ``count_dataset`` (default ``dataset``; add-½ smoothing). Both
     are evaluated on the masked tokens of ``max_events`` events of ``dataset``, masked by an
     ``EventMLMCollator`` seeded with ``seed`` (every model gets the same masks). Events are a
@@ -380,6 +380,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     """
     import torch
     from transformers import Trainer
+    from transformers.integrations import is_deepspeed_zero3_enabled
 
     from ..collators import EventMLMCollator
     from ..configuration_hep_event import HepEventConfig
@@ -424,13 +425,20 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     if trainer.is_world_process_zero():
         # the masked-token loss means little alone: against the code frequencies it says
         # whether the backbone has learnt anything of the event around a masked object
-        metrics["masked_token_context"] = masked_token_context(
-            model,
-            evald if evald is not None else train,
-            count_dataset=train,
-            mlm_probability=data_args.mlm_probability,
-            seed=training_args.seed,
-        )
+        if is_deepspeed_zero3_enabled():  # the weights are partitioned over the processes
+            warnings.warn(
+                "DeepSpeed ZeRO-3: masked_token_context is not computed here; load the saved model and call "
+                "hep_event_models.training.models.masked_token_context(model, dataset)",
+                stacklevel=2,
+            )
+        else:
+            metrics["masked_token_context"] = masked_token_context(
+                model,
+                evald if evald is not None else train,
+                count_dataset=train,
+                mlm_probability=data_args.mlm_probability,
+                seed=training_args.seed,
+            )
         tok.save_pretrained(Path(training_args.output_dir) / "tokenizer")
         _write_json(Path(training_args.output_dir) / "pretrain_metrics.json", metrics)
         _write_card(trainer.model, metrics, data_args, training_args.output_dir)
