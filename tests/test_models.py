@@ -239,6 +239,12 @@ def test_masked_token_context_matches_the_loss_and_hand_counted_frequencies(even
     assert ctx["model_nats"] > ctx["unigram_nats"]  # an untrained model knows not even the frequencies
     for level in ctx["per_level"].values():
         assert level["context_gain_nats"] == pytest.approx(level["unigram_nats"] - level["model_nats"])
+    # BERT's full softmax: the model's loss and the frequencies are both over every id
+    full = HepEventForMaskedLM(HepEventConfig.from_tokenizer(event_tokenizer, **SMALL, mlm_softmax="full")).eval()
+    ctx_full = masked_token_context(full, rows, seed=5, max_events=128, batch_size=128)
+    with torch.no_grad():
+        assert ctx_full["model_nats"] == pytest.approx(float(full(**batch).loss), abs=1e-4)
+    assert ctx_full["unigram_nats"] > ctx["unigram_nats"]  # every id competes, not just the block's
 
 
 def _mlm_eval_loss(tok, token_data, model_dir, unigram=False):
