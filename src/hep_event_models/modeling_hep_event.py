@@ -989,6 +989,17 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
         b, _p = sel.nonzero(as_tuple=True)
         return seq[b, st.unit[sel]] + self.sub_queries(sub[sel])
 
+    def _encode(self, input_ids, attention_mask, token_type_ids, **kwargs):
+        """The encoder's output and the batch's ``ObjectStructure`` (hierarchical model; else
+        ``None``), computed once for the encoder and the head."""
+        st = self.bert.structure(token_type_ids, attention_mask) if self.config.object_pooling else None
+        if st is not None:
+            kwargs["structure"] = st
+        out = self.bert(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=True, **kwargs
+        )
+        return out, st
+
     def _block_softmax_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of ``labels`` ``(N,)`` given masked states ``hidden`` ``(N, H)``,
         each with a softmax over its own label's id block (labels in no block: every id)."""
@@ -1024,12 +1035,7 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
         (``labels != -100``, in row-major order), under the softmax its loss uses: the token's
         id block (``config.mlm_softmax`` "block") or every id ("full"). ``-mean`` of it is the
         masked-token loss of ``forward``."""
-        st = self.bert.structure(token_type_ids, attention_mask) if self.config.object_pooling else None
-        if st is not None:
-            kwargs["structure"] = st
-        out = self.bert(
-            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=True, **kwargs
-        )
+        out, st = self._encode(input_ids, attention_mask, token_type_ids, **kwargs)
         sel = labels != -100
         states = self._token_states(out.last_hidden_state, st, sel)
         if self.config.mlm_softmax == "block":
@@ -1048,17 +1054,8 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
         return_all_logits: bool = False,
         **kwargs,
     ) -> MaskedLMOutput:
-        st = self.bert.structure(token_type_ids, attention_mask) if self.config.object_pooling else None
-        if st is not None:
-            kwargs["structure"] = st  # computed once, for the encoder and the head
-        out = self.bert(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            return_dict=True,
-            **kwargs,
+        out, st = self._encode(
+            input_ids, attention_mask, token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs
         )
         seq = out.last_hidden_state
         loss = None
