@@ -38,7 +38,8 @@ def bench_models(
     variant += f"-{embedding}" + (f"-ft{ft_steps}" if ft_steps else "") + (f"-pt{pt_steps}" if pt_steps else "")
     mass_readout = not getattr(opts, "models_no_mass_readout", False)
     pair_bias = bool(getattr(opts, "models_pair_bias", False))
-    variant += ("-mass" if mass_readout else "") + ("-pair" if pair_bias else "")
+    kin_embedding = bool(getattr(opts, "models_kinematics_embedding", False))
+    variant += ("-mass" if mass_readout else "") + ("-pair" if pair_bias else "") + ("-kin" if kin_embedding else "")
     pooling = getattr(opts, "models_classifier_pooling", None) or "cls"
     variant += "" if pooling == "cls" else f"-{pooling}pool"
     label_seeds = 1 if quick else int(getattr(opts, "models_label_seeds", 1) or 1)
@@ -55,6 +56,7 @@ def bench_models(
         token_embedding=embedding,
         mass_readout=mass_readout,
         pair_bias=pair_bias,
+        kinematics_embedding=kin_embedding,
         classifier_pooling=pooling,
         label_seeds=label_seeds,
         **({"finetune_steps": ft_steps} if ft_steps else {}),
@@ -125,6 +127,7 @@ def bench_models(
     extra += f" --token-embedding {embedding}" + (f" --finetune-steps {ft_steps}" if ft_steps else "")
     extra += f" --pretrain-steps {pt_steps}" if pt_steps else ""
     extra += ("" if mass_readout else " --no-mass-readout") + (" --pair-bias" if pair_bias else "")
+    extra += " --kinematics-embedding" if kin_embedding else ""
     extra += ("" if pooling == "cls" else f" --classifier-pooling {pooling}") + (
         f" --label-seeds {label_seeds}" if label_seeds > 1 else ""
     )
@@ -146,6 +149,11 @@ def bench_models(
         f"(`HepEventConfig.token_embedding`)"
         + (", classifier with the type-set mass readout (`HepEventConfig.mass_readout`)" if mass_readout else "")
         + (", pair-bias attention (`HepEventConfig.pair_bias`)" if pair_bias else "")
+        + (
+            ", objects' decoded kinematics in their embeddings (`HepEventConfig.kinematics_embedding`)"
+            if kin_embedding
+            else ""
+        )
         + f". Total {r['wall_seconds'] / 60:.0f} min.",
         "",
         f"**Headline** (hzz4l vs zz4l, four leptons, 115 < m_4ℓ < 135 GeV; {head['n_test_signal']:,} test "

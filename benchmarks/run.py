@@ -751,6 +751,12 @@ def main(argv=None) -> int:
         help="models sections: pair-bias attention (HepEventConfig.pair_bias)",
     )
     ap.add_argument(
+        "--models-kinematics-embedding",
+        action="store_true",
+        help="models sections: objects' decoded kinematics in their input embeddings "
+        "(HepEventConfig.kinematics_embedding)",
+    )
+    ap.add_argument(
         "--models-label-seeds",
         type=int,
         default=3,

@@ -766,3 +766,61 @@ def test_mean_pooling_head_reads_the_mean_of_valid_states(event_tokenizer, token
         m.config.classifier_pooling = "mean"
     loaded = reload_identical(m, batch, tmp_path / "m")
     assert loaded.config.classifier_pooling == "mean"
+
+
+def test_code_logits_score_codes_by_their_vectors(event_tokenizer, token_data, tmp_path):
+    """``mlm_code_logits``: each candidate's logit gains ``q_b(h) · φ(v_c)`` (by hand), the block
+    loss equals the full logits' softmax restricted to the block, it starts as BERT's head and
+    it saves and loads."""
+    from hep_event_models.modeling_hep_event import HepEventCodeLogits
+
+    cfg = HepEventConfig.from_tokenizer(event_tokenizer, **SMALL, token_embedding="code", mlm_code_logits=True)
+    torch.manual_seed(0)
+    m = HepEventForMaskedLM(cfg)
+    m.set_code_vectors(event_tokenizer)
+    m.eval()
+    batch = EventMLMCollator.from_config(cfg, mlm_probability=0.3, seed=5)(_rows(token_data, 16))
+    with torch.no_grad():
+        assert not m.code_logits.weight.any()  # zero at the start: BERT's head
+        head, m.code_logits = m.code_logits, None
+        plain = m(**batch).loss
+        m.code_logits = head
+        torch.testing.assert_close(m(**batch).loss, plain)
+        m.code_logits.weight.normal_(0.0, 0.1)
+        block = m(**batch)
+        full = m(**batch, return_all_logits=True).logits
+        states = m.bert(**{k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")})[0]
+        h = m.cls.predictions.transform(states)
+    sel = batch["labels"] != -100
+    labels, logits, hs = batch["labels"][sel], full[sel], h[sel]
+    objects = [b for b in cfg.token_blocks if b[3] >= 0]
+    table = m.bert.embeddings.code_embeddings.code_table
+    ref = []
+    n_object = 0
+    for lab, row, hrow in zip(labels.tolist(), logits, hs, strict=True):
+        start, size, _t, level = next(b for b in cfg.token_blocks if b[0] <= lab < b[0] + b[1])
+        ref.append(-torch.log_softmax(row[start : start + size], 0)[lab - start])
+        bert = (hrow @ m.cls.predictions.decoder.weight[lab] + m.cls.predictions.decoder.bias[lab]).detach()
+        if level < 0:  # a context token: no code vector, BERT's logit
+            assert float(row[lab] - bert) == pytest.approx(0.0, abs=1e-5)
+            continue
+        # the code term of this label's own code, by hand: Gaussian bumps on standardised coordinates
+        k = [b[0] for b in objects].index(start)
+        v = table[start : start + size].double()
+        z = ((v[lab - start] - v.mean(0)) / v.std(0))[:, None]
+        centres = torch.linspace(-2, 2, cfg.mlm_code_bins).double()
+        bumps = torch.exp(-0.5 * ((z - centres) / (4 / (cfg.mlm_code_bins - 1))) ** 2)
+        want = hrow.double() @ m.code_logits.weight[k].double() @ bumps.flatten()
+        assert float(row[lab] - bert) == pytest.approx(float(want), abs=1e-4)
+        n_object += 1
+    assert n_object > 20
+    torch.testing.assert_close(block.loss, torch.stack(ref).mean(), rtol=1e-5, atol=1e-5)
+    assert float((block.loss - plain).abs()) > 1e-3  # the term changes the prediction
+    feats = HepEventCodeLogits(cfg).features(table[objects[0][0] : objects[0][0] + objects[0][1]])
+    assert feats.shape == (objects[0][1], cfg.code_dim * cfg.mlm_code_bins)
+    m.save_pretrained(tmp_path / "m")
+    loaded = AutoModelForMaskedLM.from_pretrained(tmp_path / "m").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).loss, block.loss)
+    with pytest.raises(ValueError, match="mlm_code_logits"):
+        HepEventConfig.from_tokenizer(event_tokenizer, **SMALL, mlm_code_logits=True)  # token_embedding "id"

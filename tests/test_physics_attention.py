@@ -226,3 +226,88 @@ def test_kinematics_stay_float32_under_bf16(event_tokenizer, token_data, tmp_pat
         assert got.p4.dtype == torch.float32
         torch.testing.assert_close(got.p4, want.p4, rtol=1e-6, atol=1e-5)
         torch.testing.assert_close(got.pt, want.pt, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", [None, "attention"])
+def test_kinematics_embedding_reaches_visible_objects_only(event_tokenizer, token_data, tmp_path, pooling):
+    from hep_event_models.modeling_hep_event import HepEventKinematicsEmbedding
+
+    m = HepEventForSequenceClassification(
+        HepEventConfig.from_tokenizer(
+            event_tokenizer, **SMALL, num_labels=2, kinematics_embedding=True, object_pooling=pooling
+        )
+    )
+    m.set_tokenizer_weights(event_tokenizer)
+    m.eval()
+    batch = _batch(token_data, 8)
+    ids, types, att = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
+    with torch.no_grad():
+        st = m.bert.structure(types, att)
+        kin = m.bert.kinematics(ids, st)
+        # the inputs, by hand: ln pT, eta, cos phi, sin phi, ln(1 + m), (px, py, pz, E) / 100 GeV
+        f = HepEventKinematicsEmbedding.features(kin)
+        b, u = (int(i) for i in torch.nonzero(kin.valid & (kin.mass > 1.0))[0])  # a jet
+        pt, eta, phi, mass = (float(t[b, u]) for t in (kin.pt, kin.eta, kin.phi, kin.mass))
+        px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+        e = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
+        want = [np.log(pt), eta, np.cos(phi), np.sin(phi), np.log1p(mass), px / 100, py / 100, pz / 100, e / 100]
+        np.testing.assert_allclose(f[b, u].numpy(), want, rtol=1e-4, atol=1e-5)
+        assert not bool(f[~kin.valid].any())
+
+        def kinematics_part(input_ids):
+            """What the kinematics embedding adds to the encoder's input, (B, N) max |.|."""
+            with_kin = m.bert.embed(input_ids, types, att)[0]
+            last = m.bert.kinematics_embedding.mlp[-1]
+            saved = (last.weight.clone(), last.bias.clone())
+            last.weight.zero_()
+            last.bias.zero_()
+            without = m.bert.embed(input_ids, types, att)[0]
+            last.weight.copy_(saved[0])
+            last.bias.copy_(saved[1])
+            return (with_kin - without).abs().amax(-1)
+
+        # exactly the positions of objects with decoded kinematics: never [CLS], [SEP], context, padding
+        if pooling is None:
+            want_changed = st.in_object & kin.valid.gather(1, st.unit)
+        else:
+            want_changed = st.unit_is_object & kin.valid
+        assert bool(((kinematics_part(ids) > 1e-6) == want_changed).all()) and int(want_changed.sum()) > 10
+        # one token of the jet masked: the whole jet gets no kinematics, the other objects keep theirs
+        own = st.in_object[b] & (st.unit[b] == u)
+        masked = ids.clone()
+        masked[b, int(torch.nonzero(own)[0])] = schema.MASK_ID
+        assert not bool(m.bert.kinematics(masked, st).valid[b, u])
+        part = kinematics_part(masked)[b]
+        if pooling is None:
+            assert float(part[own].max()) == 0.0 and bool((part[~own] > 1e-6).eq(want_changed[b][~own]).all())
+        else:
+            others = torch.arange(part.shape[0]) != u
+            assert float(part[u]) == 0.0 and bool((part[others] > 1e-6).eq(want_changed[b][others]).all())
+    loaded = reload_identical(m, batch, tmp_path / "m")
+    assert loaded.config.kinematics_embedding and bool(loaded.bert.kinematics.ready)
+
+
+def test_pretrain_and_finetune_with_kinematics_embedding(event_tokenizer_dir, token_data, tmp_path):
+    from transformers import TrainingArguments
+
+    from hep_event_models.training.models import DataArguments, ModelArguments, finetune, pretrain
+
+    data = DataArguments(tokenizer=event_tokenizer_dir, train_data=token_data["dir"], eval_data=token_data["dir"])
+    data.max_eval_samples = 600
+    args = dict(use_cpu=True, report_to="none", save_strategy="no", per_device_train_batch_size=32, seed=0)
+    pre = TrainingArguments(output_dir=str(tmp_path / "pre"), max_steps=4, learning_rate=1e-3, **args)
+    metrics = pretrain(ModelArguments(**SMALL, kinematics_embedding=True), data, pre)
+    assert np.isfinite(metrics["eval_loss"])
+    mlm = HepEventForMaskedLM.from_pretrained(tmp_path / "pre")
+    assert mlm.config.kinematics_embedding and bool(mlm.bert.kinematics.ready)
+    assert not any(p.requires_grad for p in mlm.bert.kinematics.parameters())
+    data.signal, data.background = ["hzz4l"], ["dy"]
+    ft = TrainingArguments(output_dir=str(tmp_path / "ft"), max_steps=100, learning_rate=2e-3, **args)
+    m = finetune(ModelArguments(model_name_or_path=str(tmp_path / "pre"), mass_readout=True), data, ft)
+    assert m["eval_auc"] > 0.8, json.dumps(m)
+    clf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ft")
+    assert clf.config.kinematics_embedding and clf.config.mass_readout
+    # the classifier's kinematics embedding started from the pretrained one (a fresh init
+    # would be uncorrelated with it) and trained on
+    a, b = (x.bert.kinematics_embedding.mlp[0].weight.detach().flatten() for x in (mlm, clf))
+    assert float(torch.nn.functional.cosine_similarity(a, b, dim=0)) > 0.5 and not torch.equal(a, b)

@@ -374,6 +374,7 @@ def cmd_demo(args) -> int:
         **({"finetune_steps": args.finetune_steps} if args.finetune_steps else {}),
         **({"pretrain_steps": args.pretrain_steps} if args.pretrain_steps else {}),
         pair_bias=args.pair_bias,
+        kinematics_embedding=args.kinematics_embedding,
         mass_readout=args.mass_readout,
         label_seeds=args.label_seeds,
         classifier_pooling=args.classifier_pooling,
@@ -714,6 +715,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--pair-bias",
         action="store_true",
         help="physics-aware attention: a per-head bias from the decoded objects' pair features (ParT)",
+    )
+    dm.add_argument(
+        "--kinematics-embedding",
+        action="store_true",
+        help="add every object's four-momentum, decoded from its tokens, to its input embedding "
+        "(HepEventConfig.kinematics_embedding)",
     )
     dm.add_argument(
         "--mass-readout",

@@ -31,6 +31,12 @@ class HepEventConfig(BertConfig):
             not over the whole vocabulary (≈115k ids for 7 objects × 4 levels × 4,096 codes),
             ~30× less work for the same prediction task. ``"full"``: BERT's softmax over
             every id.
+        mlm_code_logits: add to every masked-token logit a smooth function of the candidate
+            code's vector (``HepEventCodeLogits``): BERT's free output vector per id learns only
+            from the masked tokens that are that id (a few per code and epoch at 4,096 codes per
+            block), where the smooth term is trained by every masked token of the block and
+            shared between neighbouring codes. Needs ``token_embedding`` "code" or "id+code".
+        mlm_code_bins: Gaussian bumps per code coordinate of ``mlm_code_logits``.
         object_pooling: ``None`` (default): the flat model, one sequence position per token.
             ``"mean"`` or ``"attention"``: the hierarchical model of seed 004: an object's
             sub-tokens (its quantizer levels, or its feature groups' levels with a
@@ -69,12 +75,20 @@ class HepEventConfig(BertConfig):
             embedded by a learned table over ``mass_bins`` bins of ln m (GeV, 0.5 to 5,000),
             interpolated linearly, and added to the ``[CLS]`` state before the head. Attention
             over per-object tokens finds such masses hard to compute from few labels.
+        kinematics_embedding: add every object's decoded kinematics to its input embedding
+            (``HepEventKinematicsEmbedding``): ``(ln pT, η, cos φ, sin φ, ln(1 + m), px, py, pz,
+            E)`` of the object, decoded from its own tokens as for ``mass_readout``, through an
+            MLP (``kinematics_embedding_hidden`` wide) to the hidden size, added to each of its
+            tokens (flat model) or its pooled vector (hierarchical). Masked objects get none.
+            The encoder can then sum momenta linearly in attention (momentum balance predicts
+            a masked object), where from code embeddings it must learn the trigonometry first.
         classifier_pooling: the event state the classification head reads: ``"cls"``, the
             ``[CLS]`` state (BERT's); ``"mean"``, the mean of the final states of every valid
             token (unit, for the hierarchical model) but ``[CLS]``: the states masked-object
             pretraining trains, so a pretrained backbone's features reach the head directly.
         kinematics: ``{"code_dim", "objects": [EventTokenizer.kinematics_sources specs]}``;
-            set by ``from_tokenizer`` when ``pair_bias`` or ``mass_readout`` is on.
+            set by ``from_tokenizer`` when ``pair_bias``, ``mass_readout`` or
+            ``kinematics_embedding`` is on.
         Other arguments: as ``transformers.BertConfig`` (smaller defaults).
     """
 
@@ -96,6 +110,8 @@ class HepEventConfig(BertConfig):
         use_level_embeddings: bool = True,
         classifier_hidden_size: int | None = None,
         mlm_softmax: str = "block",
+        mlm_code_logits: bool = False,
+        mlm_code_bins: int = 8,
         object_pooling: str | None = None,
         inner_layers: int = 1,
         sub_objects: list[str] | None = None,
@@ -107,6 +123,8 @@ class HepEventConfig(BertConfig):
         pair_bias_hidden: int = 64,
         mass_readout: bool = False,
         mass_bins: int = 512,
+        kinematics_embedding: bool = False,
+        kinematics_embedding_hidden: int = 64,
         classifier_pooling: str = "cls",
         kinematics: dict | None = None,
         **kwargs,
@@ -117,14 +135,19 @@ class HepEventConfig(BertConfig):
         self.mass_bins = int(mass_bins)
         if self.mass_bins < 2:
             raise ValueError(f"mass_bins must be >= 2, got {mass_bins}")
+        self.kinematics_embedding = bool(kinematics_embedding)
+        self.kinematics_embedding_hidden = int(kinematics_embedding_hidden)
+        if self.kinematics_embedding_hidden < 1:
+            raise ValueError(f"kinematics_embedding_hidden must be >= 1, got {kinematics_embedding_hidden}")
         if classifier_pooling not in ("cls", "mean"):
             raise ValueError(f"classifier_pooling must be 'cls' or 'mean', got {classifier_pooling!r}")
         self.classifier_pooling = classifier_pooling
         self.kinematics = kinematics
-        if (self.pair_bias or self.mass_readout) and not (kinematics and kinematics.get("objects")):
+        if self.decodes_kinematics and not (kinematics and kinematics.get("objects")):
             raise ValueError(
-                "pair_bias and mass_readout decode four-momenta from the tokens: they need the tokenizer's "
-                "kinematics (HepEventConfig.from_tokenizer sets it), and at least one object with pt and phi"
+                "pair_bias, mass_readout and kinematics_embedding decode four-momenta from the tokens: they need "
+                "the tokenizer's kinematics (HepEventConfig.from_tokenizer sets it), and at least one object with "
+                "pt and phi"
             )
         if token_embedding not in ("id", "code", "id+code"):
             raise ValueError(f"token_embedding must be 'id', 'code' or 'id+code', got {token_embedding!r}")
@@ -154,6 +177,14 @@ class HepEventConfig(BertConfig):
         self.use_level_embeddings = use_level_embeddings
         self.classifier_hidden_size = classifier_hidden_size
         self.mlm_softmax = mlm_softmax
+        self.mlm_code_logits = bool(mlm_code_logits)
+        self.mlm_code_bins = int(mlm_code_bins)
+        if self.mlm_code_bins < 2:
+            raise ValueError(f"mlm_code_bins must be >= 2, got {mlm_code_bins}")
+        if self.mlm_code_logits and token_embedding == "id":
+            raise ValueError(
+                "mlm_code_logits scores codes by their code vectors: it needs token_embedding 'code' or 'id+code'"
+            )
         if token_embedding != "id":
             n_object_blocks = sum(1 for b in self.token_blocks if b[3] >= 0)
             if self.code_dim < 1 or self.code_spaces is None or len(self.code_spaces) != n_object_blocks:
@@ -173,6 +204,12 @@ class HepEventConfig(BertConfig):
             **kwargs,
         )
 
+    @property
+    def decodes_kinematics(self) -> bool:
+        """The model decodes four-momenta from its tokens (``pair_bias``, ``mass_readout`` or
+        ``kinematics_embedding``) and holds the tokenizer's decoders for it."""
+        return self.pair_bias or self.mass_readout or self.kinematics_embedding
+
     @classmethod
     def from_tokenizer(cls, tokenizer, **kwargs) -> HepEventConfig:
         """A config matching an ``EventTokenizer`` (vocabulary, types, levels, fingerprints)."""
@@ -180,7 +217,7 @@ class HepEventConfig(BertConfig):
         if kwargs.get("token_embedding", "id") != "id":
             kwargs.setdefault("code_dim", int(tokenizer.code_vectors().shape[1]))
             kwargs.setdefault("code_spaces", tokenizer.code_spaces())
-        if kwargs.get("pair_bias") or kwargs.get("mass_readout"):
+        if kwargs.get("pair_bias") or kwargs.get("mass_readout") or kwargs.get("kinematics_embedding"):
             specs = [spec for spec, _source in tokenizer.kinematics_sources()]
             code_dim = max((s["code_dim"] for s in specs), default=0)
             kwargs.setdefault("kinematics", {"code_dim": code_dim, "objects": specs})

@@ -119,6 +119,10 @@ class DemoSettings:
     # off: on the headline task (1000 steps, 10k labels) it gave 0.721 with the mass readout
     # against 0.722 without, at ~25% more training time
     pair_bias: bool = False
+    # every object's decoded kinematics added to its input embedding (HepEventConfig.kinematics_embedding)
+    kinematics_embedding: bool = False
+    # masked-token logits also from the candidate codes' vectors (HepEventConfig.mlm_code_logits)
+    mlm_code_logits: bool = False
     # the classifier sees the invariant masses of the event's object types and type pairs
     # (HepEventConfig.mass_readout): headline AUC 0.544 -> 0.722 (1000 steps, 10k labels,
     # GBDT on the objects' features 0.649; 2026-11-29)
@@ -520,6 +524,8 @@ def _pretrain(out: Path, s: DemoSettings, progress: bool) -> dict:
         object_pooling=s.object_pooling,
         token_embedding=s.token_embedding,
         pair_bias=s.pair_bias,
+        kinematics_embedding=s.kinematics_embedding,
+        mlm_code_logits=s.mlm_code_logits,
     )
     dargs = DataArguments(tokenizer=str(out / "tokenizer"), train_data=str(out / "tokens" / "all"))
     targs = _training_args(out / "models" / "pretrain", s, s.pretrain_steps, 5e-4, progress, s.pretrain_steps // 10)
@@ -561,6 +567,7 @@ def _finetune_one(
         object_pooling=s.object_pooling,
         token_embedding=s.token_embedding,
         pair_bias=s.pair_bias,
+        kinematics_embedding=s.kinematics_embedding,
         mass_readout=s.mass_readout,
         classifier_pooling=s.classifier_pooling,
     )

@@ -14,6 +14,9 @@ Built on ``transformers``' BERT modules. What events add:
   (``HepEventObjectPooler``); the outer encoder sees one position per object. Objects are
   found from ``token_type_ids`` (runs of one object type cut every S tokens, S the type's
   sub-tokens per object), so ``[MASK]`` and random replacements do not hide them.
+- optionally (``config.kinematics_embedding``) every object's four-momentum, decoded from
+  its own tokens by frozen copies of the tokenizer's decoders, embedded and added to its
+  input (``HepEventKinematicsEmbedding``), so attention can sum momenta.
 
 ``HepEventModel``, ``HepEventForMaskedLM`` and ``HepEventForSequenceClassification`` are
 registered with the ``transformers`` Auto classes when ``hep_event_models`` is imported,
@@ -446,6 +449,58 @@ class HepEventPairBias(nn.Module):
         return bias.permute(0, 3, 1, 2)
 
 
+class HepEventKinematicsEmbedding(nn.Module):
+    """Every object's decoded kinematics as an input embedding ``(B, U, H)``
+    (``config.kinematics_embedding``).
+
+    An object's pT, η, φ and mass, decoded from its own tokens (``HepEventKinematics``), give
+    ``(ln pT, η, cos φ, sin φ, ln(1 + m), px, py, pz, E)`` (GeV, momenta in units of 100 GeV,
+    clamped to ±50), and an MLP ``9 → kinematics_embedding_hidden → hidden_size`` embeds them.
+    The encoder adds the result to the object's input: to each of its tokens (flat model) or
+    to its pooled vector (hierarchical model). Objects that are not ``valid`` (a token masked,
+    or no kinematics) get 0, so masked-object pretraining never sees what it predicts.
+
+    Why: attention sums its values linearly, so with ``(px, py, pz, E)`` among its inputs one
+    layer can form the momentum sum of the other objects (momentum balance, the four-lepton
+    system) that predicts a masked object; from code embeddings alone the encoder has to
+    learn trigonometry and four-vector sums first, which it did not at CPU scale.
+    """
+
+    FEATURES = 9
+    MOMENTUM_SCALE = 100.0  # GeV
+
+    def __init__(self, config: HepEventConfig):
+        super().__init__()
+        h = config.kinematics_embedding_hidden
+        self.mlp = nn.Sequential(nn.Linear(self.FEATURES, h), nn.GELU(), nn.Linear(h, config.hidden_size))
+
+    @classmethod
+    def features(cls, kin: Kinematics) -> torch.Tensor:
+        """``(B, U, 9)`` float32 inputs of the embedding (0 where ``kin.valid`` is False)."""
+        p = (kin.p4[..., [1, 2, 3, 0]] / cls.MOMENTUM_SCALE).clamp(-50.0, 50.0)
+        f = torch.cat(
+            [
+                torch.stack(
+                    [
+                        torch.log(kin.pt.clamp(min=1e-3)),
+                        kin.eta,
+                        torch.cos(kin.phi),
+                        torch.sin(kin.phi),
+                        torch.log1p(kin.mass),
+                    ],
+                    dim=-1,
+                ),
+                p,
+            ],
+            dim=-1,
+        )
+        return f * kin.valid[..., None]
+
+    def forward(self, kin: Kinematics) -> torch.Tensor:
+        f = self.features(kin).to(self.mlp[0].weight.dtype)
+        return self.mlp(f) * kin.valid[..., None].to(f.dtype)
+
+
 def mass_sets(config: HepEventConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The object-type sets of ``HepEventMassReadout``: ``(S, T)`` membership (every type,
     every pair of types, all types) and the ``(T,)`` type ids of ``config.kinematics``."""
@@ -606,6 +661,48 @@ class HepEventCodeEmbedding(nn.Module):
         return out * obj[..., None]
 
 
+class HepEventCodeLogits(nn.Module):
+    """Masked-token logits from the candidate codes' vectors (``config.mlm_code_logits``).
+
+    BERT's output layer gives every id a free vector, learned only from the masked tokens that
+    are that id: 4,096 codes per (object, level) block and a few masked examples of each per
+    epoch, so a model cannot learn that a masked muon's φ lies opposite its partner's before
+    it has seen every φ code many times. This head adds to the logit of every candidate code
+    ``c`` of block ``b`` a smooth function of its code vector ``v_c`` (the tokenizer's, frozen):
+
+        logit_c += q_b(h) · φ_b(v_c),
+
+    where ``φ_b`` expands each of the ``code_dim`` coordinates, standardised over the block's
+    codes, on ``mlm_code_bins`` Gaussian bumps between -2 and 2 (``(code_dim · bins,)``
+    features), and ``q_b`` is a learned linear map of the head's transformed state per block.
+    The added term is a sum over code coordinates of 1-D functions that every masked token of
+    the block trains, shared by neighbouring codes; the free vectors keep what it cannot say
+    (for FSQ codes, whose coordinates take a few values each, it is a factorised softmax over
+    the coordinates).
+    """
+
+    def __init__(self, config: HepEventConfig):
+        super().__init__()
+        self.bins = config.mlm_code_bins
+        n_blocks = len(config.code_spaces or ())
+        features = config.code_dim * self.bins
+        self.weight = nn.Parameter(torch.zeros(n_blocks, config.hidden_size, features))
+        self.centres = nn.Buffer(torch.linspace(-2.0, 2.0, self.bins), persistent=False)
+
+    def features(self, codes: torch.Tensor) -> torch.Tensor:
+        """``(S, code_dim)`` code vectors of one block → ``(S, code_dim · bins)`` features."""
+        v = codes.float()
+        z = (v - v.mean(0)) / v.std(0).clamp(min=1e-12)
+        width = 4.0 / max(1, self.bins - 1)
+        return torch.exp(-0.5 * ((z[..., None] - self.centres) / width) ** 2).flatten(1)
+
+    def forward(self, h: torch.Tensor, block: int, codes: torch.Tensor) -> torch.Tensor:
+        """``(N, H)`` transformed states, object block number ``block`` (order of the object
+        blocks in ``config.token_blocks``), its ``(S, code_dim)`` code vectors → ``(N, S)``."""
+        q = h @ self.weight[block].to(h.dtype)
+        return q @ self.features(codes).to(h.dtype).T
+
+
 class HepEventEmbeddings(BertEmbeddings):
     """BERT embeddings (word + position + type) plus a quantizer-level embedding.
 
@@ -693,6 +790,9 @@ class _HepEventInit:
             module.spec_of_id.copy_(kinematics_id_table(self.config).to(module.spec_of_id.device))
             init.zeros_(module.code_table)
             init.zeros_(module.ready)
+        if isinstance(module, HepEventCodeLogits):
+            init.zeros_(module.weight)  # starts as BERT's head
+            module.centres.copy_(torch.linspace(-2.0, 2.0, module.bins, device=module.centres.device))
         if isinstance(module, HepEventCodeEmbedding):
             module.block_of.copy_(code_block_table(self.config).to(module.block_of.device))
             module.space_of_block.copy_(torch.tensor(self.config.code_spaces, device=module.space_of_block.device))
@@ -726,13 +826,16 @@ class _HepEventInit:
         return loaded
 
     def set_kinematics(self, tokenizer) -> None:
-        """Give a model with ``config.pair_bias`` or ``config.mass_readout`` its tokenizer's
+        """Give a model with ``config.pair_bias``, ``mass_readout`` or ``kinematics_embedding`` its tokenizer's
         code vectors, output projections and decoders (``EventTokenizer.kinematics_sources``,
         checked against the config); needed once after building it from a config
         (``from_pretrained`` loads them with the weights)."""
         kin = self.base_model.kinematics
         if kin is None:
-            raise ValueError("this model does not decode kinematics (config.pair_bias and mass_readout are off)")
+            raise ValueError(
+                "this model does not decode kinematics (config.pair_bias, mass_readout and kinematics_embedding "
+                "are off)"
+            )
         check_vocabulary(self.config, tokenizer)
         kin.set_from(tokenizer.kinematics_sources())
 
@@ -760,9 +863,10 @@ class HepEventModel(_HepEventInit, BertModel):
         self.embeddings = HepEventEmbeddings(config)
         self.object_pooler = HepEventObjectPooler(config) if config.object_pooling else None
         self.sub_object_encoder = HepEventSubObjectEncoder(config) if config.sub_objects else None
-        needs_kinematics = config.pair_bias or config.mass_readout
+        needs_kinematics = config.pair_bias or config.mass_readout or config.kinematics_embedding
         self.kinematics = HepEventKinematics(config) if needs_kinematics else None
         self.pair_bias = HepEventPairBias(config) if config.pair_bias else None
+        self.kinematics_embedding = HepEventKinematicsEmbedding(config) if config.kinematics_embedding else None
         self.post_init()
 
     def structure(self, token_type_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> ObjectStructure:
@@ -810,16 +914,20 @@ class HepEventModel(_HepEventInit, BertModel):
         sub_mask: torch.Tensor | None = None,
         sub_owner: torch.Tensor | None = None,
         sub_kind: torch.Tensor | None = None,
+        kinematics: Kinematics | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """What the outer encoder reads, before position and type embeddings.
 
         Returns ``(embeds, attention_mask, token_type_ids, gates)``: per token (flat model)
-        or per unit (hierarchical), with the sub-object information injected where given;
+        or per unit (hierarchical), with the objects' kinematics embedding added
+        (``config.kinematics_embedding``; ``kinematics``: the batch's decoded kinematics when
+        the caller has them) and the sub-object information injected where given;
         ``gates`` ``(B, K)``: each sub-object owner's mean gate (``None`` without sub-objects).
         """
         use_sub = self._uses_sub_objects(sub_features)
+        kin_emb = self.kinematics_embedding
         st = structure
-        if st is None and (self.object_pooler is not None or use_sub):
+        if st is None and (self.object_pooler is not None or use_sub or kin_emb is not None):
             st = self.structure(token_type_ids, attention_mask)
         if self.object_pooler is not None:
             x = self.object_pooler(self.embeddings.token_embeddings(input_ids), st)
@@ -829,6 +937,12 @@ class HepEventModel(_HepEventInit, BertModel):
             if self.embeddings.use_level_embeddings:
                 x = x + self.embeddings.level_embeddings(self.embeddings.levels(input_ids, token_type_ids))
             mask, types = attention_mask, token_type_ids
+        if kin_emb is not None:
+            kin = kinematics if kinematics is not None else self.kinematics(input_ids, st)
+            e = kin_emb(kin).to(x.dtype)  # (B, U, H)
+            if self.object_pooler is None:  # every token of an object gets the object's embedding
+                e = e.gather(1, st.unit[..., None].expand(-1, -1, e.shape[-1])) * st.in_object[..., None]
+            x = x + e
         if not use_sub:
             return x, mask, types, None
         if sub_mask is None or sub_owner is None or sub_kind is None:
@@ -894,9 +1008,10 @@ class HepEventModel(_HepEventInit, BertModel):
         ``sub_kind (B, K)``: sub-objects (``collators.pad_sub_objects``), read when
         ``config.sub_objects`` is set; without them the model uses objects only.
         ``kinematics``: the batch's ``self.kinematics(...)`` when the caller has it
-        (``config.pair_bias``)."""
+        (``config.pair_bias``, ``config.kinematics_embedding``)."""
         use_sub = self._uses_sub_objects(sub_features)
-        if self.object_pooler is None and not use_sub and self.pair_bias is None:
+        own_embeddings = self.object_pooler is not None or use_sub or self.kinematics_embedding is not None
+        if not own_embeddings and self.pair_bias is None:
             return super().forward(
                 input_ids,
                 attention_mask=attention_mask,
@@ -906,14 +1021,27 @@ class HepEventModel(_HepEventInit, BertModel):
                 **kwargs,
             )
         if input_ids is None:
-            raise ValueError("the hierarchical, sub-object and pair-bias models take input_ids, not inputs_embeds")
-        if self.pair_bias is not None and structure is None:
+            raise ValueError(
+                "the hierarchical, sub-object, pair-bias and kinematics-embedding models take input_ids, not "
+                "inputs_embeds"
+            )
+        if structure is None and (self.pair_bias is not None or self.kinematics_embedding is not None):
             structure = self.structure(token_type_ids, attention_mask)
-        if self.object_pooler is None and not use_sub:  # flat model with pair bias
+        if (self.pair_bias is not None or self.kinematics_embedding is not None) and kinematics is None:
+            kinematics = self.kinematics(input_ids, structure)  # decoded once for both
+        if not own_embeddings:  # flat model with pair bias
             x, mask, types = None, attention_mask, token_type_ids
         else:
             x, mask, types, _gates = self.embed(
-                input_ids, token_type_ids, attention_mask, structure, sub_features, sub_mask, sub_owner, sub_kind
+                input_ids,
+                token_type_ids,
+                attention_mask,
+                structure,
+                sub_features,
+                sub_mask,
+                sub_owner,
+                sub_kind,
+                kinematics=kinematics,
             )
         if self.pair_bias is not None:
             dtype = self.embeddings.word_embeddings.weight.dtype
@@ -973,6 +1101,14 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
         self._segment_sizes = [b - a for a, b in itertools.pairwise(bounds)]
         self._segment_starts = bounds[:-1]
         self._segment_in_block = in_block
+        # object blocks, numbered in config.token_blocks order (code_block_table): start → number
+        object_blocks = [(start, size) for start, size, _type, level in config.token_blocks if level >= 0]
+        number_of = {start: k for k, (start, _size) in enumerate(object_blocks)}
+        self._object_blocks = object_blocks
+        self._segment_object_block = [
+            number_of.get(a, -1) if ib else -1 for a, ib in zip(bounds[:-1], in_block, strict=True)
+        ]
+        self.code_logits = HepEventCodeLogits(config) if config.mlm_code_logits else None
         if config.object_pooling:  # which sub-token of a unit to predict
             self.sub_queries = nn.Embedding(max(1, config.num_quantizers), config.hidden_size)
         self.post_init()
@@ -1021,11 +1157,43 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
             rows = segments == k
             if self._segment_in_block[k]:
                 logits, target = h[rows] @ w_parts[k].T + b_parts[k], labels[rows] - self._segment_starts[k]
+                block = self._segment_object_block[k]
+                if self.code_logits is not None and block >= 0:
+                    start, size = self._object_blocks[block]
+                    logits = logits + self.code_logits(h[rows], block, self._code_table()[start : start + size])
             else:  # a label outside every block: softmax over every id
-                logits, target = h[rows] @ weight.T + bias, labels[rows]
+                logits, target = self._full_logits(h[rows]), labels[rows]
             lp = torch.log_softmax(logits.float(), dim=-1).gather(1, target[:, None]).squeeze(1)
             out = out.index_put((rows,), lp)
         return out
+
+    def _code_table(self) -> torch.Tensor:
+        return self.bert.embeddings.code_embeddings.code_table
+
+    def _full_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """``(..., vocab_size)`` logits of transformed states ``h`` ``(..., H)``: the decoder's,
+        plus the code logits of every object block (``config.mlm_code_logits``)."""
+        logits = self.cls.predictions.decoder(h)
+        if self.code_logits is None:
+            return logits
+        flat = h.reshape(-1, h.shape[-1])
+        parts, end = [], 0
+        table = self._code_table()
+        pieces = logits.reshape(-1, logits.shape[-1])
+        for block, (start, size) in sorted(enumerate(self._object_blocks), key=lambda x: x[1][0]):
+            parts += [
+                pieces[:, end:start],
+                pieces[:, start : start + size] + self.code_logits(flat, block, table[start : start + size]),
+            ]
+            end = start + size
+        parts.append(pieces[:, end:])
+        return torch.cat(parts, dim=-1).reshape(logits.shape)
+
+    def _logits(self, states: torch.Tensor) -> torch.Tensor:
+        """``self.cls(states)`` with the code logits (``config.mlm_code_logits``)."""
+        if self.code_logits is None:
+            return self.cls(states)
+        return self._full_logits(self.cls.predictions.transform(states))
 
     @torch.no_grad()
     def masked_token_log_probs(
@@ -1040,7 +1208,7 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
         states = self._token_states(out.last_hidden_state, st, sel)
         if self.config.mlm_softmax == "block":
             return self._block_log_probs(states, labels[sel])
-        logits = self.cls(states).float()
+        logits = self._logits(states).float()
         return torch.log_softmax(logits, dim=-1).gather(1, labels[sel][:, None]).squeeze(1)
 
     def forward(
@@ -1066,10 +1234,10 @@ class HepEventForMaskedLM(_HepEventInit, BertForMaskedLM):
             elif self.config.mlm_softmax == "block":
                 logits, loss = None, self._block_softmax_loss(self._token_states(seq, st, sel), labels[sel])
             else:
-                logits = self.cls(self._token_states(seq, st, sel))
+                logits = self._logits(self._token_states(seq, st, sel))
                 loss = nn.functional.cross_entropy(logits.float(), labels[sel])
         else:
-            logits = self.cls(self._token_states(seq, st))
+            logits = self._logits(self._token_states(seq, st))
             if labels is not None:
                 loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1))
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)

@@ -63,6 +63,20 @@ class ModelArguments:
             "ln m²) of objects decoded from their tokens inside the model"
         },
     )
+    kinematics_embedding: bool = field(
+        default=False,
+        metadata={
+            "help": "add every object's kinematics (ln pT, eta, cos/sin phi, ln(1+m), px, py, pz, E), decoded from "
+            "its tokens, to its input embedding (masked objects get none)"
+        },
+    )
+    mlm_code_logits: bool = field(
+        default=False,
+        metadata={
+            "help": "pretraining: score every candidate code of a masked token also by a smooth function of its "
+            "code vector, which every masked token of its block trains (needs token_embedding code)"
+        },
+    )
     mass_readout: bool = field(
         default=False,
         metadata={
@@ -350,6 +364,8 @@ def _encoder_kwargs(model_args: ModelArguments) -> dict:
         "sub_object_layers": model_args.sub_object_layers,
         "token_embedding": model_args.token_embedding,
         "pair_bias": model_args.pair_bias,
+        "kinematics_embedding": model_args.kinematics_embedding,
+        "mlm_code_logits": model_args.mlm_code_logits,
     }
 
 
