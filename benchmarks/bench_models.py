@@ -39,7 +39,9 @@ def bench_models(
     mass_readout = not getattr(opts, "models_no_mass_readout", False)
     pair_bias = bool(getattr(opts, "models_pair_bias", False))
     kin_embedding = bool(getattr(opts, "models_kinematics_embedding", False))
+    code_logits = bool(getattr(opts, "models_mlm_code_logits", False))
     variant += ("-mass" if mass_readout else "") + ("-pair" if pair_bias else "") + ("-kin" if kin_embedding else "")
+    variant += "-codelogits" if code_logits else ""
     pooling = getattr(opts, "models_classifier_pooling", None) or "cls"
     variant += "" if pooling == "cls" else f"-{pooling}pool"
     label_seeds = 1 if quick else int(getattr(opts, "models_label_seeds", 1) or 1)
@@ -57,6 +59,7 @@ def bench_models(
         mass_readout=mass_readout,
         pair_bias=pair_bias,
         kinematics_embedding=kin_embedding,
+        mlm_code_logits=code_logits,
         classifier_pooling=pooling,
         label_seeds=label_seeds,
         **({"finetune_steps": ft_steps} if ft_steps else {}),
@@ -127,7 +130,7 @@ def bench_models(
     extra += f" --token-embedding {embedding}" + (f" --finetune-steps {ft_steps}" if ft_steps else "")
     extra += f" --pretrain-steps {pt_steps}" if pt_steps else ""
     extra += ("" if mass_readout else " --no-mass-readout") + (" --pair-bias" if pair_bias else "")
-    extra += " --kinematics-embedding" if kin_embedding else ""
+    extra += (" --kinematics-embedding" if kin_embedding else "") + (" --mlm-code-logits" if code_logits else "")
     extra += ("" if pooling == "cls" else f" --classifier-pooling {pooling}") + (
         f" --label-seeds {label_seeds}" if label_seeds > 1 else ""
     )
@@ -149,6 +152,7 @@ def bench_models(
         f"(`HepEventConfig.token_embedding`)"
         + (", classifier with the type-set mass readout (`HepEventConfig.mass_readout`)" if mass_readout else "")
         + (", pair-bias attention (`HepEventConfig.pair_bias`)" if pair_bias else "")
+        + (", masked-token logits from the codes' vectors (`HepEventConfig.mlm_code_logits`)" if code_logits else "")
         + (
             ", objects' decoded kinematics in their embeddings (`HepEventConfig.kinematics_embedding`)"
             if kin_embedding

@@ -757,6 +757,11 @@ def main(argv=None) -> int:
         "(HepEventConfig.kinematics_embedding)",
     )
     ap.add_argument(
+        "--models-mlm-code-logits",
+        action="store_true",
+        help="models sections: masked-token logits also from the codes' vectors (HepEventConfig.mlm_code_logits)",
+    )
+    ap.add_argument(
         "--models-label-seeds",
         type=int,
         default=3,

@@ -375,6 +375,7 @@ def cmd_demo(args) -> int:
         **({"pretrain_steps": args.pretrain_steps} if args.pretrain_steps else {}),
         pair_bias=args.pair_bias,
         kinematics_embedding=args.kinematics_embedding,
+        mlm_code_logits=args.mlm_code_logits,
         mass_readout=args.mass_readout,
         label_seeds=args.label_seeds,
         classifier_pooling=args.classifier_pooling,
@@ -721,6 +722,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add every object's four-momentum, decoded from its tokens, to its input embedding "
         "(HepEventConfig.kinematics_embedding)",
+    )
+    dm.add_argument(
+        "--mlm-code-logits",
+        action="store_true",
+        help="pretraining: masked-token logits also from the candidate codes' vectors (HepEventConfig.mlm_code_logits)",
     )
     dm.add_argument(
         "--mass-readout",
