@@ -824,3 +824,30 @@ def test_code_logits_score_codes_by_their_vectors(event_tokenizer, token_data, t
         torch.testing.assert_close(loaded(**batch).loss, block.loss)
     with pytest.raises(ValueError, match="mlm_code_logits"):
         HepEventConfig.from_tokenizer(event_tokenizer, **SMALL, mlm_code_logits=True)  # token_embedding "id"
+
+
+def test_backbone_learning_rate_ratio_splits_the_optimizer(event_tokenizer, tmp_path):
+    """``backbone_learning_rate_ratio``: the encoder trains at ratio × the learning rate, the head
+    at the full rate, with weight decay kept as the Trainer groups it; the scheduler scales both."""
+    from hep_event_models.training.models import _classification_trainer
+
+    model = HepEventForSequenceClassification(HepEventConfig.from_tokenizer(event_tokenizer, **SMALL, num_labels=2))
+    args = cpu_args(tmp_path, learning_rate=1e-3, weight_decay=0.01, max_steps=10, warmup_steps=0)
+    trainer = _classification_trainer(0.1, model=model, args=args)
+    trainer.create_optimizer_and_scheduler(num_training_steps=10)
+    backbone = {id(p) for p in model.bert.parameters()}
+    seen = set()
+    for g in trainer.optimizer.param_groups:
+        ids = {id(p) for p in g["params"]}
+        assert ids <= backbone or not ids & backbone  # never mixed
+        assert g["lr"] == pytest.approx(1e-4 if ids <= backbone else 1e-3)
+        assert g["weight_decay"] in (0.0, 0.01)
+        seen |= ids
+    assert seen == {id(p) for p in model.parameters() if p.requires_grad}
+    assert {g["weight_decay"] for g in trainer.optimizer.param_groups} == {0.0, 0.01}
+    trainer.lr_scheduler.step()
+    lrs = sorted({g["lr"] for g in trainer.optimizer.param_groups})
+    assert len(lrs) == 2 and lrs[1] / lrs[0] == pytest.approx(10.0)
+    plain = _classification_trainer(1.0, model=model, args=args)
+    plain.create_optimizer()
+    assert {g["lr"] for g in plain.optimizer.param_groups} == {1e-3}

@@ -92,6 +92,13 @@ class ModelArguments:
         },
     )
     freeze_backbone: bool = field(default=False, metadata={"help": "fine-tuning: train only the head"})
+    backbone_learning_rate_ratio: float = field(
+        default=1.0,
+        metadata={
+            "help": "fine-tuning: the encoder's learning rate as a fraction of --learning_rate (the head and "
+            "the mass readout keep the full rate); below 1 a pretrained backbone adapts more gently"
+        },
+    )
 
 
 @dataclass
@@ -471,7 +478,6 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     """
     import datasets
     import torch
-    from transformers import Trainer
 
     from .. import schema
     from ..collators import EventClassificationCollator
@@ -531,7 +537,17 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
             )
         train, evald = _stratified_split(train, data_args.validation_fraction, training_args.seed)
     collator = EventClassificationCollator(label_map, sub_objects=model.config.sub_objects or ())
-    trainer = Trainer(
+    ratio = float(model_args.backbone_learning_rate_ratio)
+    if not ratio > 0:
+        raise ValueError(f"backbone_learning_rate_ratio must be > 0, got {ratio} (use --freeze_backbone True instead)")
+    if ratio != 1.0 and training_args.deepspeed:
+        warnings.warn(
+            "backbone_learning_rate_ratio applies to the Trainer's optimizer; a DeepSpeed config with its own "
+            "optimizer ignores it",
+            stacklevel=2,
+        )
+    trainer = _classification_trainer(
+        ratio,
         model=model,
         args=_trainer_args(training_args),
         train_dataset=train,
@@ -596,6 +612,37 @@ def classification_metrics(eval_pred) -> dict:
         p = prob[:, present] / prob[:, present].sum(1, keepdims=True)
         out["auc"] = float(roc_auc_score(labels, p, multi_class="ovr", labels=present))
     return out
+
+
+def _classification_trainer(backbone_lr_ratio: float = 1.0, **kwargs):
+    """A ``transformers.Trainer`` whose optimizer gives the encoder (``model.bert``) the
+    learning rate × ``backbone_lr_ratio`` and every other parameter (head, mass readout) the
+    full rate; the scheduler scales both alike."""
+    from transformers import Trainer
+
+    class ClassificationTrainer(Trainer):
+        def create_optimizer(self, model=None):
+            opt = super().create_optimizer(model)
+            if backbone_lr_ratio == 1.0 or getattr(self, "_backbone_lr_done", False):
+                return opt
+            inner = getattr(opt, "optimizer", opt)  # accelerate's wrapper, when there is one
+            backbone = {id(p) for p in (model or self.model).bert.parameters()}
+            groups = []
+            for g in inner.param_groups:
+                rest = {k: v for k, v in g.items() if k != "params"}
+                for params, ratio in (
+                    ([p for p in g["params"] if id(p) not in backbone], 1.0),
+                    ([p for p in g["params"] if id(p) in backbone], backbone_lr_ratio),
+                ):
+                    if params:
+                        groups.append({**rest, "params": params, "lr": g["lr"] * ratio})
+            inner.param_groups.clear()
+            for g in groups:
+                inner.add_param_group(g)
+            self._backbone_lr_done = True
+            return opt
+
+    return ClassificationTrainer(**kwargs)
 
 
 def _write_card(model, metrics: dict, data_args: DataArguments, out_dir) -> None:
