@@ -863,8 +863,7 @@ class HepEventModel(_HepEventInit, BertModel):
         self.embeddings = HepEventEmbeddings(config)
         self.object_pooler = HepEventObjectPooler(config) if config.object_pooling else None
         self.sub_object_encoder = HepEventSubObjectEncoder(config) if config.sub_objects else None
-        needs_kinematics = config.pair_bias or config.mass_readout or config.kinematics_embedding
-        self.kinematics = HepEventKinematics(config) if needs_kinematics else None
+        self.kinematics = HepEventKinematics(config) if config.decodes_kinematics else None
         self.pair_bias = HepEventPairBias(config) if config.pair_bias else None
         self.kinematics_embedding = HepEventKinematicsEmbedding(config) if config.kinematics_embedding else None
         self.post_init()
