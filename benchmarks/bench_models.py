@@ -62,7 +62,8 @@ def bench_models(
         mlm_code_logits=code_logits,
         classifier_pooling=pooling,
         label_seeds=label_seeds,
-        **({"finetune_steps": ft_steps} if ft_steps else {}),
+        # the recorded results ran the inclusive task with the same steps as the headline's
+        **({"finetune_steps": ft_steps, "inclusive_steps": ft_steps} if ft_steps else {}),
         **({"pretrain_steps": pt_steps} if pt_steps else {}),
     )
     s = r["settings"]

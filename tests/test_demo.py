@@ -26,6 +26,7 @@ TINY = dict(
     max_length=96,
     pretrain_steps=15,
     finetune_steps=8,
+    inclusive_steps=8,
     batch_size=32,
     label_budgets=(200, 400, 800),
     diagnose_objects=2000,

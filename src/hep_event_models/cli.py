@@ -373,6 +373,7 @@ def cmd_demo(args) -> int:
         **({"token_embedding": args.token_embedding} if args.token_embedding else {}),
         **({"finetune_steps": args.finetune_steps} if args.finetune_steps else {}),
         **({"pretrain_steps": args.pretrain_steps} if args.pretrain_steps else {}),
+        **({"inclusive_steps": args.inclusive_steps} if args.inclusive_steps else {}),
         pair_bias=args.pair_bias,
         kinematics_embedding=args.kinematics_embedding,
         mlm_code_logits=args.mlm_code_logits,
@@ -708,7 +709,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="how the event model embeds object tokens (default: code, from the tokenizer's code vectors)",
     )
-    dm.add_argument("--finetune-steps", type=int, default=None, help="steps of every fine-tuning run (default 150)")
+    dm.add_argument(
+        "--finetune-steps", type=int, default=None, help="steps of every headline fine-tuning run (default 150)"
+    )
+    dm.add_argument(
+        "--inclusive-steps", type=int, default=None, help="steps of the inclusive task's fine-tuning (default 500)"
+    )
     dm.add_argument(
         "--pretrain-steps", type=int, default=None, help="masked-token pretraining steps (default 300 × scale)"
     )
