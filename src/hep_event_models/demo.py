@@ -589,9 +589,7 @@ def _finetune_one(
         validation_fraction=s.validation_fraction,
     )
     best_by = "auc" if s.validation_fraction else None
-    targs = _training_args(
-        out / "models" / name, s, steps, s.finetune_lr, progress, steps // 10, best_by=best_by
-    )
+    targs = _training_args(out / "models" / name, s, steps, s.finetune_lr, progress, steps // 10, best_by=best_by)
     metrics = finetune(margs, dargs, targs)
     for ckpt in (out / "models" / name).glob("checkpoint-*"):  # only there to pick the best model
         shutil.rmtree(ckpt)
