@@ -37,6 +37,7 @@ TINY = dict(
 def test_settings_scale():
     s1, s4 = DemoSettings.from_scale(1.0), DemoSettings.from_scale(4.0)
     assert s4.train_events == 4 * s1.train_events and s4.pretrain_steps == 4 * s1.pretrain_steps
+    assert s1.inclusive_steps == 500 and s4.inclusive_steps == 4 * s1.inclusive_steps
     assert s1.label_budgets[0] == 1000 and len(s1.label_budgets) >= 3
     with pytest.raises(ValueError, match="unknown demo setting"):
         DemoSettings.from_scale(1.0, nonsense=1)
