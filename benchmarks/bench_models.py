@@ -151,7 +151,17 @@ def bench_models(
         + ", "
         f"batch {s['batch_size']}, object tokens embedded by {s.get('token_embedding', 'id')} "
         f"(`HepEventConfig.token_embedding`)"
-        + (", classifier with the type-set mass readout (`HepEventConfig.mass_readout`)" if mass_readout else "")
+        + (
+            ", classifier with the type-set mass readout (`HepEventConfig.mass_readout`"
+            + (
+                f"; pair masses of the {s['mass_readout_pairs']} leading objects per type"
+                if s.get("mass_readout_pairs")
+                else ""
+            )
+            + f"; {s.get('mass_readout_init', 'normal')} table init)"
+            if mass_readout
+            else ""
+        )
         + (", pair-bias attention (`HepEventConfig.pair_bias`)" if pair_bias else "")
         + (", masked-token logits from the codes' vectors (`HepEventConfig.mlm_code_logits`)" if code_logits else "")
         + (

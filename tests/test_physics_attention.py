@@ -1,6 +1,7 @@
 """Physics-aware event models: kinematics decoded inside the model, ParT pair bias, mass readout."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -85,6 +86,51 @@ def test_kinematics_decoded_in_the_model_equal_the_tokenizer_decode(event_tokeni
     assert len(sets) == 4 + 6 + 1 and bool(has[:, -1].all())
     with torch.no_grad():
         assert m.mass_readout(st.unit_types, kin).shape == (ids.shape[0], SMALL["hidden_size"])
+
+
+def test_mass_readout_pairs_are_the_leading_objects_pair_masses(event_tokenizer, token_data):
+    """``mass_readout_pairs=K``: after the type sets, every pair of the K highest-pT objects of
+    each type, equal to the pair masses summed by hand from the tokenizer's decode."""
+    torch.manual_seed(0)
+    k = 3
+    m = _model(event_tokenizer, mass_readout_pairs=k)
+    batch = _batch(token_data)
+    ids = batch["input_ids"]
+    dec = event_tokenizer.decode(ids.numpy(), batch["attention_mask"].numpy())
+    ro = m.mass_readout
+    with torch.no_grad():
+        st = m.bert.structure(batch["token_type_ids"], batch["attention_mask"])
+        kin = m.bert.kinematics(ids, st)
+        got, has = ro.masses(st.unit_types, kin)
+        assert m.mass_readout(st.unit_types, kin).shape == (ids.shape[0], SMALL["hidden_size"])
+    names = [s["object"] for s in m.config.kinematics["objects"]]
+    n_sets = len(ro.member)
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    assert got.shape == (ids.shape[0], n_sets + len(names) * len(pairs)) == has.shape
+    checked = 0
+    for t, name in enumerate(names):
+        c = dec.collections[name]
+        feats = {f: c.feature(f) for f in ("pt", "phi")}
+        mass = c.feature("mass") if name == "jets" else np.zeros_like(feats["pt"])
+        eta = np.zeros_like(feats["pt"]) if name == "met" else c.feature("eta")
+        p4 = _four_vectors(feats["pt"], eta, feats["phi"], mass)
+        for b in range(ids.shape[0]):
+            objs = np.nonzero(c.mask[b])[0]
+            objs = objs[np.argsort(-feats["pt"][b, objs], kind="stable")][:k]
+            for q, (i, j) in enumerate(pairs):
+                col = n_sets + t * len(pairs) + q
+                if j >= len(objs):
+                    assert not bool(has[b, col]), (name, b, i, j)
+                    continue
+                p = p4[b, objs[i]] + p4[b, objs[j]]
+                want = np.sqrt(max(p[0] ** 2 - (p[1:] ** 2).sum(), 0.0))
+                assert bool(has[b, col])
+                if want > 1.0:
+                    np.testing.assert_allclose(float(got[b, col]), want, rtol=2e-3)
+                    checked += 1
+    assert checked >= 20
+    with pytest.raises(ValueError, match="mass_readout_pairs"):
+        HepEventConfig(mass_readout_pairs=1)
 
 
 def test_pair_bias_sits_between_objects_only(event_tokenizer, token_data):
@@ -311,3 +357,28 @@ def test_pretrain_and_finetune_with_kinematics_embedding(event_tokenizer_dir, to
     # would be uncorrelated with it) and trained on
     a, b = (x.bert.kinematics_embedding.mlp[0].weight.detach().flatten() for x in (mlm, clf))
     assert float(torch.nn.functional.cosine_similarity(a, b, dim=0)) > 0.5 and not torch.equal(a, b)
+
+
+def test_fourier_mass_readout_init_is_smooth_and_survives_save_load(event_tokenizer, tmp_path):
+    """``mass_readout_init="fourier"``: every set's table starts as the sin/cos basis of the
+    bin's ln m position (neighbouring bins close, unlike the independent random rows), and a
+    saved model loads its trained table, not a fresh basis."""
+    torch.manual_seed(0)
+    m = _model(event_tokenizer, mass_readout_init="fourier", mass_readout_pairs=2)
+    ro = m.mass_readout
+    w = ro.table.weight.detach().view(-1, ro.bins, ro.DIM)
+    u = torch.linspace(0, 1, ro.bins)
+    torch.testing.assert_close(w[0, :, 0], torch.sin(2 * math.pi * u), atol=1e-5, rtol=0)
+    torch.testing.assert_close(w[-1, :, 15], torch.cos(2 * math.pi * 128 * u), atol=1e-4, rtol=0)
+    assert torch.equal(w[0], w[-1])
+    step = (w[:, 1:] - w[:, :-1]).norm(dim=-1).mean()
+    rough = _model(event_tokenizer).mass_readout.table.weight.view(-1, ro.bins, ro.DIM)
+    rough_step = (rough[:, 1:] - rough[:, :-1]).norm(dim=-1).mean() / rough.norm(dim=-1).mean()
+    assert step / w.norm(dim=-1).mean() < 0.6 * rough_step
+    with torch.no_grad():
+        ro.table.weight.add_(0.25)
+    m.save_pretrained(tmp_path)
+    again = HepEventForSequenceClassification.from_pretrained(tmp_path)
+    assert torch.equal(again.mass_readout.table.weight, ro.table.weight)
+    with pytest.raises(ValueError, match="mass_readout_init"):
+        HepEventConfig(mass_readout_init="uniform")

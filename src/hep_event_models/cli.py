@@ -378,6 +378,8 @@ def cmd_demo(args) -> int:
         kinematics_embedding=args.kinematics_embedding,
         mlm_code_logits=args.mlm_code_logits,
         mass_readout=args.mass_readout,
+        mass_readout_pairs=args.mass_readout_pairs,
+        mass_readout_init=args.mass_readout_init,
         label_seeds=args.label_seeds,
         classifier_pooling=args.classifier_pooling,
     )
@@ -412,6 +414,8 @@ def cmd_demo(args) -> int:
 
 # ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from .demo import MASS_READOUT_INIT, MASS_READOUT_PAIRS  # numpy only: cheap
+
     p = argparse.ArgumentParser(
         prog="hep-event-models",
         description="Tokenize collider events and train foundation models on them.",
@@ -739,6 +743,19 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="give the classifier the invariant masses of the event's object types and type pairs (default on)",
+    )
+    dm.add_argument(
+        "--mass-readout-pairs",
+        type=int,
+        default=MASS_READOUT_PAIRS,
+        help="with the mass readout, also every pair mass of the K leading objects of each type "
+        f"(HepEventConfig.mass_readout_pairs; default {MASS_READOUT_PAIRS}, 0: none)",
+    )
+    dm.add_argument(
+        "--mass-readout-init",
+        choices=["normal", "fourier"],
+        default=MASS_READOUT_INIT,
+        help=f"how the readout's mass tables start (HepEventConfig.mass_readout_init; default {MASS_READOUT_INIT})",
     )
     dm.add_argument(
         "--label-seeds",

@@ -75,6 +75,15 @@ class HepEventConfig(BertConfig):
             embedded by a learned table over ``mass_bins`` bins of ln m (GeV, 0.5 to 5,000),
             interpolated linearly, and added to the ``[CLS]`` state before the head. Attention
             over per-object tokens finds such masses hard to compute from few labels.
+        mass_readout_pairs: with ``mass_readout``, also the mass of every pair among the
+            ``mass_readout_pairs`` leading (highest-pT) objects of each type, ``T·K(K-1)/2``
+            more sets (0: none). For 4e and 4μ events the type sets hold no Z candidate;
+            these pairs do (m12 and m34 are among the six pairs of four electrons).
+        mass_readout_init: how the readout's mass tables start. ``"normal"``: independent
+            random rows (``initializer_range``), so each 1.8% bin is learnt on its own;
+            ``"fourier"``: rows ``sin/cos(2π·2^k·u)``, ``k = 0..7``, of the bin's position
+            ``u`` in [0, 1] on the ln m axis (periods from the whole range down to 7% in m),
+            a smooth embedding in which nearby masses start alike.
         kinematics_embedding: add every object's decoded kinematics to its input embedding
             (``HepEventKinematicsEmbedding``): ``(ln pT, η, cos φ, sin φ, ln(1 + m), px, py, pz,
             E)`` of the object, decoded from its own tokens as for ``mass_readout``, through an
@@ -123,6 +132,8 @@ class HepEventConfig(BertConfig):
         pair_bias_hidden: int = 64,
         mass_readout: bool = False,
         mass_bins: int = 512,
+        mass_readout_pairs: int = 0,
+        mass_readout_init: str = "normal",
         kinematics_embedding: bool = False,
         kinematics_embedding_hidden: int = 64,
         classifier_pooling: str = "cls",
@@ -135,6 +146,12 @@ class HepEventConfig(BertConfig):
         self.mass_bins = int(mass_bins)
         if self.mass_bins < 2:
             raise ValueError(f"mass_bins must be >= 2, got {mass_bins}")
+        self.mass_readout_pairs = int(mass_readout_pairs)
+        if self.mass_readout_pairs < 0 or self.mass_readout_pairs == 1:
+            raise ValueError(f"mass_readout_pairs must be 0 or >= 2 (objects per type), got {mass_readout_pairs}")
+        if mass_readout_init not in ("normal", "fourier"):
+            raise ValueError(f"mass_readout_init must be 'normal' or 'fourier', got {mass_readout_init!r}")
+        self.mass_readout_init = mass_readout_init
         self.kinematics_embedding = bool(kinematics_embedding)
         self.kinematics_embedding_hidden = int(kinematics_embedding_hidden)
         if self.kinematics_embedding_hidden < 1:

@@ -524,6 +524,10 @@ class HepEventMassReadout(nn.Module):
     peak) and embedded by linear interpolation between the two nearest rows of the set's
     learned table ``(mass_bins, 16)``; a set without objects gets 0. The ``S × 16`` values
     go through one linear map to the hidden size and are added to the ``[CLS]`` state.
+
+    With ``config.mass_readout_pairs = K`` the sets also include every pair of the ``K``
+    leading (highest decoded pT) objects of each type, ``T·K(K-1)/2`` more, embedded the
+    same way: the Z candidates of 4e and 4μ events, which no type set separates.
     """
 
     LOG_RANGE = (math.log(0.5), math.log(5000.0))
@@ -535,8 +539,20 @@ class HepEventMassReadout(nn.Module):
         self.member = nn.Buffer(member, persistent=False)
         self.type_ids = nn.Buffer(types, persistent=False)
         self.bins = config.mass_bins
-        self.table = nn.Embedding(len(member) * self.bins, self.DIM)
-        self.out = nn.Linear(len(member) * self.DIM, config.hidden_size)
+        self.k_pairs = int(getattr(config, "mass_readout_pairs", 0) or 0)
+        self.pairs = list(itertools.combinations(range(self.k_pairs), 2))
+        n_sets = len(member) + len(types) * len(self.pairs)
+        self.table = nn.Embedding(n_sets * self.bins, self.DIM)
+        self.out = nn.Linear(n_sets * self.DIM, config.hidden_size)
+
+    def fourier_table(self) -> torch.Tensor:
+        """``(n_sets · bins, 16)`` rows ``(sin 2π2^k u, cos 2π2^k u)``, ``k = 0..7``, of each
+        bin's position ``u`` in [0, 1] on the ln m axis, the same for every set."""
+        u = torch.linspace(0.0, 1.0, self.bins, dtype=torch.float64)[:, None]
+        w = 2 * math.pi * 2.0 ** torch.arange(self.DIM // 2, dtype=torch.float64)
+        rows = torch.cat([torch.sin(u * w), torch.cos(u * w)], 1)  # (bins, 16)
+        n_sets = self.table.num_embeddings // self.bins
+        return rows.repeat(n_sets, 1).to(self.table.weight.dtype)
 
     def masses(self, unit_types: torch.Tensor, kin: Kinematics) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, S)`` masses (GeV) of the type sets and ``(B, S)`` bool, the set has objects."""
@@ -544,8 +560,30 @@ class HepEventMassReadout(nn.Module):
         p_type = torch.einsum("but,buc->btc", of_type.to(kin.p4.dtype), kin.p4)
         p = torch.einsum("st,btc->bsc", self.member.to(p_type.dtype), p_type)
         has = torch.einsum("st,bt->bs", self.member, of_type.any(1).to(self.member.dtype)) > 0
+        if self.pairs:
+            pm, phas = self.pair_masses(of_type, kin)
+            p, has = torch.cat([p, pm], 1), torch.cat([has, phas], 1)
         m2 = p[..., 0] ** 2 - (p[..., 1:] ** 2).sum(-1)
         return torch.sqrt(m2.clamp(min=0.0)), has
+
+    def pair_masses(self, of_type: torch.Tensor, kin: Kinematics) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, T·P, 4)`` summed four-momenta of every pair of the ``K`` leading objects of
+        each type (``P = K(K-1)/2``, types in ``config.kinematics`` order) and ``(B, T·P)`` bool,
+        both objects exist. ``of_type``: ``(B, U, T)`` valid units of each type."""
+        B, U, T = of_type.shape
+        k = self.k_pairs
+        pt = kin.pt[..., None].expand(B, U, T).to(kin.p4.dtype)
+        score = torch.where(of_type, pt, torch.full_like(pt, -1.0))  # (B, U, T)
+        if U < k:  # fewer units than K: pad with absent objects
+            score = nn.functional.pad(score, (0, 0, 0, k - U), value=-1.0)
+        top, idx = score.topk(k, dim=1)  # (B, K, T), by decoded pT
+        present = top >= 0
+        p4 = nn.functional.pad(kin.p4, (0, 0, 0, max(0, k - U)))  # (B, max(U, K), 4)
+        lead = torch.gather(p4[:, :, None, :].expand(-1, -1, T, -1), 1, idx[..., None].expand(-1, -1, -1, 4))
+        i, j = (torch.tensor(x, device=p4.device) for x in zip(*self.pairs, strict=True))
+        pair = (lead[:, i] + lead[:, j]).transpose(1, 2).reshape(B, T * len(self.pairs), 4)  # (B, T·P, 4)
+        has = (present[:, i] & present[:, j]).transpose(1, 2).reshape(B, T * len(self.pairs))
+        return pair, has
 
     def forward(self, unit_types: torch.Tensor, kin: Kinematics) -> torch.Tensor:
         m, has = self.masses(unit_types, kin)
@@ -786,6 +824,8 @@ class _HepEventInit:
             member, types = mass_sets(self.config)
             module.member.copy_(member.to(module.member.device))
             module.type_ids.copy_(types.to(module.type_ids.device))
+            if getattr(self.config, "mass_readout_init", "normal") == "fourier":
+                init.copy_(module.table.weight, module.fourier_table().to(module.table.weight.device))
         if isinstance(module, HepEventKinematics):
             module.spec_of_id.copy_(kinematics_id_table(self.config).to(module.spec_of_id.device))
             init.zeros_(module.code_table)

@@ -84,6 +84,20 @@ class ModelArguments:
             "pairs, decoded from the tokens (e.g. m(e + mu) = m_4l)"
         },
     )
+    mass_readout_pairs: int = field(
+        default=0,
+        metadata={
+            "help": "fine-tuning, with --mass_readout: also the masses of every pair of the K leading objects of "
+            "each type (the Z candidates of 4e and 4mu events); 0: none"
+        },
+    )
+    mass_readout_init: str = field(
+        default="normal",
+        metadata={
+            "help": "fine-tuning, with --mass_readout: how the mass tables start, 'normal' (independent random "
+            "rows per bin) or 'fourier' (a smooth multi-scale sin/cos basis of ln m)"
+        },
+    )
     classifier_pooling: str = field(
         default="cls",
         metadata={
@@ -502,6 +516,8 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         extra["class_weights"] = list(data_args.class_weights)
     if model_args.mass_readout:
         extra["mass_readout"] = True
+        extra["mass_readout_pairs"] = model_args.mass_readout_pairs
+        extra["mass_readout_init"] = model_args.mass_readout_init
     extra["classifier_pooling"] = model_args.classifier_pooling
     if model_args.model_name_or_path:
         if model_args.mass_readout:  # a head on a backbone pretrained without kinematics: give it the spec
