@@ -133,7 +133,7 @@ class DemoSettings:
     # (HepEventConfig.mass_readout): headline AUC 0.544 -> 0.722 (1000 steps, 10k labels,
     # GBDT on the objects' features 0.649; 2026-11-29)
     mass_readout: bool = True
-    # with the mass readout: the masses of every pair of the 4 leading objects of each type
+    # with the mass readout: the masses of every pair of the K leading objects of each type
     # (HepEventConfig.mass_readout_pairs; the Z candidates of 4e and 4μ events) and mass
     # tables that start as a smooth sin/cos basis of ln m (HepEventConfig.mass_readout_init).
     # Off until measured on the demo pipeline: on the feature-group pipeline at 1k labels
