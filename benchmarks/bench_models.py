@@ -135,6 +135,14 @@ def bench_models(
     extra += ("" if pooling == "cls" else f" --classifier-pooling {pooling}") + (
         f" --label-seeds {label_seeds}" if label_seeds > 1 else ""
     )
+    readout = ""
+    if mass_readout:
+        pairs = s.get("mass_readout_pairs")
+        readout = (
+            ", classifier with the type-set mass readout (`HepEventConfig.mass_readout`"
+            + (f"; pair masses of the {pairs} leading objects per type" if pairs else "")
+            + f"; {s.get('mass_readout_init', 'normal')} table init)"
+        )
     md = [
         f"`hep-event-models demo --scale {scale:g} --device {device}{extra}` pipeline: "
         f"{s['train_events']:,} training and "
@@ -151,17 +159,7 @@ def bench_models(
         + ", "
         f"batch {s['batch_size']}, object tokens embedded by {s.get('token_embedding', 'id')} "
         f"(`HepEventConfig.token_embedding`)"
-        + (
-            ", classifier with the type-set mass readout (`HepEventConfig.mass_readout`"
-            + (
-                f"; pair masses of the {s['mass_readout_pairs']} leading objects per type"
-                if s.get("mass_readout_pairs")
-                else ""
-            )
-            + f"; {s.get('mass_readout_init', 'normal')} table init)"
-            if mass_readout
-            else ""
-        )
+        + readout
         + (", pair-bias attention (`HepEventConfig.pair_bias`)" if pair_bias else "")
         + (", masked-token logits from the codes' vectors (`HepEventConfig.mlm_code_logits`)" if code_logits else "")
         + (

@@ -574,11 +574,11 @@ class HepEventMassReadout(nn.Module):
         k = self.k_pairs
         pt = kin.pt[..., None].expand(B, U, T).to(kin.p4.dtype)
         score = torch.where(of_type, pt, torch.full_like(pt, -1.0))  # (B, U, T)
-        if U < k:  # fewer units than K: pad with absent objects
-            score = nn.functional.pad(score, (0, 0, 0, k - U), value=-1.0)
+        pad = max(0, k - U)  # fewer units than K: pad with absent objects
+        score = nn.functional.pad(score, (0, 0, 0, pad), value=-1.0)
+        p4 = nn.functional.pad(kin.p4, (0, 0, 0, pad))  # (B, max(U, K), 4)
         top, idx = score.topk(k, dim=1)  # (B, K, T), by decoded pT
         present = top >= 0
-        p4 = nn.functional.pad(kin.p4, (0, 0, 0, max(0, k - U)))  # (B, max(U, K), 4)
         lead = torch.gather(p4[:, :, None, :].expand(-1, -1, T, -1), 1, idx[..., None].expand(-1, -1, -1, 4))
         i, j = (torch.tensor(x, device=p4.device) for x in zip(*self.pairs, strict=True))
         pair = (lead[:, i] + lead[:, j]).transpose(1, 2).reshape(B, T * len(self.pairs), 4)  # (B, T·P, 4)
