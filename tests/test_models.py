@@ -294,9 +294,19 @@ def test_finetune_binary_task_from_scratch_and_frozen(event_tokenizer, token_dat
     # frozen backbone: only the head trains
     args.output_dir = str(tmp_path / "ft_frozen")
     args.max_steps = 5
-    frozen = finetune(ModelArguments(model_name_or_path=str(tmp_path / "ft"), freeze_backbone=True), data, args)
+    frozen = finetune(
+        ModelArguments(model_name_or_path=str(tmp_path / "ft"), freeze_backbone=True, classifier_dropout=0.25),
+        data,
+        args,
+    )
     head = sum(p.numel() for p in clf.classifier.parameters())
     assert frozen["trainable_parameters"] == head
+    assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "ft_frozen").classifier[2].p == 0.25
+    # the head's width and dropout from the command line, also from scratch
+    args.output_dir = str(tmp_path / "ft_narrow")
+    finetune(ModelArguments(**SMALL, classifier_hidden_size=8, classifier_dropout=0.5), data, args)
+    narrow = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ft_narrow").classifier
+    assert narrow[0].out_features == 8 and narrow[3].in_features == 8 and narrow[2].p == 0.5
 
 
 def test_classification_collator_maps_labels(token_data):

@@ -105,6 +105,13 @@ class ModelArguments:
             "the event's tokens, which masked-object pretraining trains)"
         },
     )
+    classifier_dropout: float | None = field(
+        default=None,
+        metadata={"help": "fine-tuning: dropout of the head's hidden layer (default: hidden_dropout_prob)"},
+    )
+    classifier_hidden_size: int | None = field(
+        default=None, metadata={"help": "fine-tuning: width of the head's hidden layer (default: hidden_size)"}
+    )
     freeze_backbone: bool = field(default=False, metadata={"help": "fine-tuning: train only the head"})
     backbone_learning_rate_ratio: float = field(
         default=1.0,
@@ -519,6 +526,9 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         extra["mass_readout_pairs"] = model_args.mass_readout_pairs
         extra["mass_readout_init"] = model_args.mass_readout_init
     extra["classifier_pooling"] = model_args.classifier_pooling
+    for key in ("classifier_dropout", "classifier_hidden_size"):  # the head is new either way: set on both paths
+        if getattr(model_args, key) is not None:
+            extra[key] = getattr(model_args, key)
     if model_args.model_name_or_path:
         if model_args.mass_readout:  # a head on a backbone pretrained without kinematics: give it the spec
             base = HepEventConfig.from_pretrained(model_args.model_name_or_path)
