@@ -526,7 +526,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         extra["mass_readout_pairs"] = model_args.mass_readout_pairs
         extra["mass_readout_init"] = model_args.mass_readout_init
     extra["classifier_pooling"] = model_args.classifier_pooling
-    for key in ("classifier_dropout", "classifier_hidden_size"):  # the head is new either way: set on both paths
+    for key in ("classifier_dropout", "classifier_hidden_size"):  # also over a pretrained backbone
         if getattr(model_args, key) is not None:
             extra[key] = getattr(model_args, key)
     if model_args.model_name_or_path:
